@@ -92,11 +92,23 @@ def load_repo(root: str | Path, config: RepoConfig | None = None) -> Repo:
     """
     root = Path(root)
     repo = Repo(config=config or load_config(root))
-    for path in sorted(_python_files(root)):
-        module = _import(path, repo.project)
-        for value in vars(module).values():
-            _collect(repo, value, path)
+    _forget_modules(root)  # a previous load (another repo, same module names) must not leak
+    try:
+        for path in sorted(_python_files(root)):
+            module = _import(path, repo.project)
+            for value in vars(module).values():
+                _collect(repo, value, path)
+    finally:
+        _forget_modules(root)
     return repo
+
+
+def _forget_modules(root: Path) -> None:
+    top = str(root.resolve())
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and str(Path(file).resolve()).startswith(top + "/"):
+            del sys.modules[name]
 
 
 def _python_files(root: Path) -> list[Path]:

@@ -13,7 +13,7 @@ from braid.definitions.sources import BatchSource, Source, StreamSource, source_
 from braid.dtypes import DType
 from braid.errors import DefinitionError, UnknownFeatureError, close_matches
 from braid.expr import compile_expression
-from braid.timeutil import default_hop, format_duration
+from braid.timeutil import default_hop, format_duration, parse_duration
 
 
 class Feature(Model):
@@ -58,6 +58,25 @@ class Aggregation(Model):
     default: Any = None
     description: str = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        # The default name keeps the window as written ("24h" stays "24h", not "1d").
+        if isinstance(data, dict) and not data.get("name") and not data.get("expr"):
+            window = data.get("window")
+            if isinstance(window, str):
+                label = window.replace(" ", "")
+            else:
+                try:
+                    label = format_duration(parse_duration(window))
+                except DefinitionError:
+                    return data
+            prefix = f"{data['column']}_" if data.get("column") else ""
+            function = data.get("function")
+            function = function.value if isinstance(function, AggFunction) else function
+            data = {**data, "name": f"{prefix}{function}_{label}"}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> Aggregation:
         spec = ALGEBRA[self.function]
@@ -83,10 +102,8 @@ class Aggregation(Model):
 
     @property
     def feature_name(self) -> str:
-        if self.name:
-            return self.name
-        prefix = f"{self.column}_" if self.column else ""
-        return f"{prefix}{self.function}_{format_duration(self.window)}"
+        assert self.name is not None  # set by _default_name
+        return self.name
 
     @property
     def effective_hop(self) -> int:

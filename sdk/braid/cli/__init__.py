@@ -1,0 +1,5 @@
+"""The ``braid`` command line."""
+
+from braid.cli.main import main
+
+__all__ = ["main"]

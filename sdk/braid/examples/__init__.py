@@ -1,0 +1,1 @@
+"""Example data for the fraud repository in feature_repo/."""
