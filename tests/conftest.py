@@ -104,3 +104,8 @@ def pg_url() -> str:
     except Exception as e:  # the skip message says why
         pytest.skip(f"PostgreSQL not reachable at {base}: {str(e).splitlines()[0]}")
     return base.rsplit("/", 1)[0] + "/" + name
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-goldens", action="store_true",
+                     help="Rewrite tests/golden files from the current compilers.")

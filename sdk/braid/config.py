@@ -114,7 +114,9 @@ def load_config(root: str | Path, env: dict[str, str] | None = None) -> RepoConf
         if env.get(var):
             node = raw
             for k in keys[:-1]:
-                node = node.setdefault(k, {}) or {}
+                if not isinstance(node.get(k), dict):
+                    node[k] = {}
+                node = node[k]
             node[keys[-1]] = env[var]
     if env.get("BRAID_REDIS_URL"):
         raw["online_store"]["type"] = "redis"

@@ -1,0 +1,44 @@
+# braid developer commands. `make quickstart` and `make test` do all the set-up themselves.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+REPO   ?= feature_repo
+EVENTS ?= 200000
+
+.PHONY: quickstart test lint typecheck unit install install-dev clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+
+# Core install: DuckDB + SQLite, no servers.
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+# Everything the tests use: Redis client, Kafka clients + Tansu broker, PyFlink, server, Feast.
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[all,dev]'
+	@touch $@ $(VENV)/.core
+
+install: $(VENV)/.core
+install-dev: $(VENV)/.dev
+
+quickstart: $(VENV)/.core
+	BIN=$(BIN) REPO=$(REPO) EVENTS=$(EVENTS) bash scripts/quickstart.sh
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check sdk batch streaming tests bench feature_repo
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy
+
+unit: $(VENV)/.dev
+	$(BIN)/pytest tests/unit tests/golden -q
+
+test: lint typecheck
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(REPO)/data build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,9 @@
+-- braid view merchant_risk (namespace merchant_risk__4dbe3963370e), DuckDB.
+-- Run with SET TimeZone='UTC'. Each statement returns one table:
+-- tiles: entity keys, tile_start (epoch ms), partial states per the algebra table;
+-- rows: entity keys, _ts, _ct (epoch ms), projections.
+SET TimeZone='UTC';
+-- tiles, hop 300000 ms
+SELECT "merchant_id", "_ts" - (("_ts" % 300000 + 300000) % 300000) AS "tile_start", NULLIF(COUNT(*), 0) AS "_rows__count__n", CAST(SUM("amount") AS DOUBLE) AS "amount__sum__s" FROM (SELECT * FROM (SELECT "merchant_id", EPOCH_MS(CAST("ts" AS TIMESTAMPTZ)) AS "_ts", (-9223372036854775807 - 1) AS "_ct", "amount" AS "amount" FROM READ_PARQUET('data/transactions/*.parquet', union_by_name = TRUE) WHERE NOT "merchant_id" IS NULL AND NOT "ts" IS NULL AND ("amount" IS NULL OR "amount" - "amount" = 0) AND ("is_online" AND "amount" >= 50)) AS ev) AS e GROUP BY "merchant_id", 2;
+-- tiles, hop 3600000 ms
+SELECT "merchant_id", "_ts" - (("_ts" % 3600000 + 3600000) % 3600000) AS "tile_start", NULLIF(COUNT(*), 0) AS "_rows__count__n", (MAX({'ts': "_ts", 'ct': "_ct", 'v': "amount"}) FILTER(WHERE NOT "amount" IS NULL)).ts AS "amount__last__ts", (MAX({'ts': "_ts", 'ct': "_ct", 'v': "amount"}) FILTER(WHERE NOT "amount" IS NULL)).ct AS "amount__last__ct", (MAX({'ts': "_ts", 'ct': "_ct", 'v': "amount"}) FILTER(WHERE NOT "amount" IS NULL)).v AS "amount__last__v", CAST(SUM("amount") AS DOUBLE) AS "amount__sum__s" FROM (SELECT * FROM (SELECT "merchant_id", EPOCH_MS(CAST("ts" AS TIMESTAMPTZ)) AS "_ts", (-9223372036854775807 - 1) AS "_ct", "amount" AS "amount" FROM READ_PARQUET('data/transactions/*.parquet', union_by_name = TRUE) WHERE NOT "merchant_id" IS NULL AND NOT "ts" IS NULL AND ("amount" IS NULL OR "amount" - "amount" = 0) AND ("is_online" AND "amount" >= 50)) AS ev) AS e GROUP BY "merchant_id", 2;
