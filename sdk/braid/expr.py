@@ -29,7 +29,7 @@ _NUMERIC_SAME = (exp.Abs, exp.Floor, exp.Ceil)
 _STRING_SAME = (exp.Lower, exp.Upper)
 ALLOWED_FUNCTIONS = ("ABS", "FLOOR", "CEIL", "LOWER", "UPPER", "COALESCE", "NULLIF", "IF")
 
-_CAST_TARGETS: dict[exp.DataType.Type, DType] = {
+_CAST_TARGETS: dict[object, DType] = {
     exp.DataType.Type.BIGINT: DType.INT64,
     exp.DataType.Type.INT: DType.INT64,
     exp.DataType.Type.DOUBLE: DType.FLOAT64,
@@ -55,7 +55,7 @@ class TypedExpr:
     """A checked expression: its source text, normalized tree, result type and input columns."""
 
     sql: str
-    tree: exp.Expression
+    tree: exp.Expr
     dtype: DType | None  # None only for a bare NULL literal
     columns: frozenset[str]
 
@@ -86,7 +86,7 @@ def compile_expression(
     if not isinstance(sql, str) or not sql.strip():
         raise ExpressionError(f"{where}: expression must be a non-empty SQL string")
     try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
+        tree: exp.Expr = sqlglot.parse_one(sql, read="duckdb")
     except ParseError as e:
         raise ExpressionError(f"{where}: cannot parse {sql!r}: {_first_line(e)}") from e
     checker = _Checker(sql, schema, where)
@@ -97,6 +97,10 @@ def compile_expression(
                 f"{where}: expression {sql!r} has type {dtype}, expected {expect}"
             )
     return TypedExpr(sql=sql, tree=tree, dtype=dtype, columns=frozenset(checker.columns))
+
+
+def _fname(node: exp.Expr) -> str:
+    return node.sql(dialect="duckdb").split("(")[0].upper()
 
 
 def _first_line(e: Exception) -> str:
@@ -110,12 +114,12 @@ class _Checker:
         self.where = where
         self.columns: set[str] = set()
 
-    def fail(self, node: exp.Expression, why: str) -> ExpressionError:
+    def fail(self, node: exp.Expr, why: str) -> ExpressionError:
         return ExpressionError(
             f"{self.where}: expression {self.sql!r}: {why} (at '{node.sql(dialect='duckdb')}')"
         )
 
-    def visit(self, node: exp.Expression) -> tuple[exp.Expression, DType | None]:
+    def visit(self, node: exp.Expr) -> tuple[exp.Expr, DType | None]:
         method = getattr(self, f"v_{type(node).__name__.lower()}", None)
         if method is not None:
             return method(node)
@@ -130,7 +134,7 @@ class _Checker:
         if isinstance(node, exp.AggFunc):
             raise self.fail(node, "aggregate functions belong in aggregations=, not in an expr")
         if isinstance(node, (exp.Func, exp.Anonymous)):
-            name = node.sql(dialect="duckdb").split("(")[0].upper()
+            name = _fname(node)
             raise self.fail(
                 node,
                 f"function {name} is not in braid's portable subset; allowed: "
@@ -139,7 +143,7 @@ class _Checker:
         raise self.fail(node, f"{type(node).__name__} is not in braid's portable subset")
 
     # leaves
-    def v_column(self, node: exp.Column) -> tuple[exp.Expression, DType | None]:
+    def v_column(self, node: exp.Column) -> tuple[exp.Expr, DType | None]:
         if node.table:
             raise self.fail(node, "qualified column names are not allowed; use the bare name")
         found = self.schema.get(node.name.lower())
@@ -154,7 +158,7 @@ class _Checker:
         self.columns.add(name)
         return exp.column(name, quoted=True), dtype
 
-    def v_literal(self, node: exp.Literal) -> tuple[exp.Expression, DType | None]:
+    def v_literal(self, node: exp.Literal) -> tuple[exp.Expr, DType | None]:
         if node.is_string:
             return node.copy(), DType.STRING
         text = node.this
@@ -162,35 +166,35 @@ class _Checker:
             return node.copy(), DType.FLOAT64
         return node.copy(), DType.INT64
 
-    def v_boolean(self, node: exp.Boolean) -> tuple[exp.Expression, DType | None]:
+    def v_boolean(self, node: exp.Boolean) -> tuple[exp.Expr, DType | None]:
         return node.copy(), DType.BOOL
 
-    def v_null(self, node: exp.Null) -> tuple[exp.Expression, DType | None]:
+    def v_null(self, node: exp.Null) -> tuple[exp.Expr, DType | None]:
         return node.copy(), None
 
-    def v_paren(self, node: exp.Paren) -> tuple[exp.Expression, DType | None]:
+    def v_paren(self, node: exp.Paren) -> tuple[exp.Expr, DType | None]:
         inner, dtype = self.visit(node.this)
         return exp.Paren(this=inner), dtype
 
-    def v_neg(self, node: exp.Neg) -> tuple[exp.Expression, DType | None]:
+    def v_neg(self, node: exp.Neg) -> tuple[exp.Expr, DType | None]:
         inner, dtype = self.visit(node.this)
         self.need_numeric(node, dtype)
         return exp.Neg(this=inner), dtype
 
     # operators
-    def need_numeric(self, node: exp.Expression, *types: DType | None) -> None:
+    def need_numeric(self, node: exp.Expr, *types: DType | None) -> None:
         for t in types:
             if t is not None and not t.is_numeric:
                 raise self.fail(node, f"arithmetic needs numbers, got {t}")
 
-    def arithmetic(self, node: exp.Expression) -> tuple[exp.Expression, DType | None]:
+    def arithmetic(self, node: exp.Expr) -> tuple[exp.Expr, DType | None]:
         left, lt = self.visit(node.this)
         right, rt = self.visit(node.expression)
         self.need_numeric(node, lt, rt)
         out = DType.INT64 if DType.FLOAT64 not in (lt, rt) else DType.FLOAT64
         return type(node)(this=left, expression=right), out
 
-    def v_div(self, node: exp.Div) -> tuple[exp.Expression, DType | None]:
+    def v_div(self, node: exp.Div) -> tuple[exp.Expr, DType | None]:
         left, lt = self.visit(node.this)
         right, rt = self.visit(node.expression)
         self.need_numeric(node, lt, rt)
@@ -198,51 +202,51 @@ class _Checker:
         den = exp.Nullif(this=right, expression=exp.Literal.number(0))
         return exp.Div(this=num, expression=den), DType.FLOAT64
 
-    def v_intdiv(self, node: exp.Expression) -> tuple[exp.Expression, DType | None]:
+    def v_intdiv(self, node: exp.Expr) -> tuple[exp.Expr, DType | None]:
         raise self.fail(
             node, "integer division '//' differs between engines; write FLOOR(a / b) instead"
         )
 
-    def comparison(self, node: exp.Expression) -> tuple[exp.Expression, DType | None]:
+    def comparison(self, node: exp.Expr) -> tuple[exp.Expr, DType | None]:
         left, lt = self.visit(node.this)
         right, rt = self.visit(node.expression)
         self.need_comparable(node, lt, rt)
         return type(node)(this=left, expression=right), DType.BOOL
 
-    def need_comparable(self, node: exp.Expression, *types: DType | None) -> None:
+    def need_comparable(self, node: exp.Expr, *types: DType | None) -> None:
         kinds = {("number" if t.is_numeric else t.value) for t in types if t is not None}
         if len(kinds) > 1:
             raise self.fail(node, f"cannot compare {' with '.join(sorted(kinds))}")
 
-    def need_bool(self, node: exp.Expression, dtype: DType | None) -> None:
+    def need_bool(self, node: exp.Expr, dtype: DType | None) -> None:
         if dtype not in (DType.BOOL, None):
             raise self.fail(node, f"expected a boolean condition, got {dtype}")
 
-    def v_and(self, node: exp.And) -> tuple[exp.Expression, DType | None]:
+    def v_and(self, node: exp.And) -> tuple[exp.Expr, DType | None]:
         return self.logical(node)
 
-    def v_or(self, node: exp.Or) -> tuple[exp.Expression, DType | None]:
+    def v_or(self, node: exp.Or) -> tuple[exp.Expr, DType | None]:
         return self.logical(node)
 
-    def logical(self, node: exp.Expression) -> tuple[exp.Expression, DType | None]:
+    def logical(self, node: exp.Expr) -> tuple[exp.Expr, DType | None]:
         left, lt = self.visit(node.this)
         right, rt = self.visit(node.expression)
         self.need_bool(node, lt)
         self.need_bool(node, rt)
         return type(node)(this=left, expression=right), DType.BOOL
 
-    def v_not(self, node: exp.Not) -> tuple[exp.Expression, DType | None]:
+    def v_not(self, node: exp.Not) -> tuple[exp.Expr, DType | None]:
         inner, dtype = self.visit(node.this)
         self.need_bool(node, dtype)
         return exp.Not(this=inner), DType.BOOL
 
-    def v_is(self, node: exp.Is) -> tuple[exp.Expression, DType | None]:
+    def v_is(self, node: exp.Is) -> tuple[exp.Expr, DType | None]:
         left, _ = self.visit(node.this)
         if not isinstance(node.expression, exp.Null):
             raise self.fail(node, "only IS NULL / IS NOT NULL are supported")
         return exp.Is(this=left, expression=exp.Null()), DType.BOOL
 
-    def v_in(self, node: exp.In) -> tuple[exp.Expression, DType | None]:
+    def v_in(self, node: exp.In) -> tuple[exp.Expr, DType | None]:
         if node.args.get("query") or node.args.get("unnest"):
             raise self.fail(node, "IN takes a list of literals, not a subquery")
         left, lt = self.visit(node.this)
@@ -255,21 +259,21 @@ class _Checker:
             items.append(rendered)
         return exp.In(this=left, expressions=items), DType.BOOL
 
-    def v_between(self, node: exp.Between) -> tuple[exp.Expression, DType | None]:
+    def v_between(self, node: exp.Between) -> tuple[exp.Expr, DType | None]:
         this, t = self.visit(node.this)
         low, lt = self.visit(node.args["low"])
         high, ht = self.visit(node.args["high"])
         self.need_comparable(node, t, lt, ht)
         return exp.Between(this=this, low=low, high=high), DType.BOOL
 
-    def v_like(self, node: exp.Like) -> tuple[exp.Expression, DType | None]:
+    def v_like(self, node: exp.Like) -> tuple[exp.Expr, DType | None]:
         left, lt = self.visit(node.this)
         right, rt = self.visit(node.expression)
         if lt not in (DType.STRING, None) or rt not in (DType.STRING, None):
             raise self.fail(node, "LIKE needs strings")
         return exp.Like(this=left, expression=right), DType.BOOL
 
-    def v_dpipe(self, node: exp.DPipe) -> tuple[exp.Expression, DType | None]:
+    def v_dpipe(self, node: exp.DPipe) -> tuple[exp.Expr, DType | None]:
         left, lt = self.visit(node.this)
         right, rt = self.visit(node.expression)
         if lt not in (DType.STRING, None) or rt not in (DType.STRING, None):
@@ -277,7 +281,7 @@ class _Checker:
         return exp.DPipe(this=left, expression=right), DType.STRING
 
     # conditionals
-    def unify(self, node: exp.Expression, types: list[DType | None]) -> DType | None:
+    def unify(self, node: exp.Expr, types: list[DType | None]) -> DType | None:
         known = {t for t in types if t is not None}
         if not known:
             return None
@@ -287,7 +291,7 @@ class _Checker:
             raise self.fail(node, f"branches have different types: {sorted(known)}")
         return known.pop()
 
-    def v_case(self, node: exp.Case) -> tuple[exp.Expression, DType | None]:
+    def v_case(self, node: exp.Case) -> tuple[exp.Expr, DType | None]:
         if node.this is not None:
             raise self.fail(node, "write CASE WHEN <condition> THEN ... (simple CASE x WHEN ...)")
         ifs, types = [], []
@@ -303,7 +307,7 @@ class _Checker:
             types.append(dt_)
         return exp.Case(ifs=ifs, default=default), self.unify(node, types)
 
-    def v_if(self, node: exp.If) -> tuple[exp.Expression, DType | None]:
+    def v_if(self, node: exp.If) -> tuple[exp.Expr, DType | None]:
         cond, ct = self.visit(node.this)
         self.need_bool(node, ct)
         value, vt = self.visit(node.args["true"])
@@ -317,32 +321,32 @@ class _Checker:
             node, types
         )
 
-    def v_coalesce(self, node: exp.Coalesce) -> tuple[exp.Expression, DType | None]:
+    def v_coalesce(self, node: exp.Coalesce) -> tuple[exp.Expr, DType | None]:
         args = [node.this, *node.expressions]
         visited = [self.visit(a) for a in args]
         dtype = self.unify(node, [t for _, t in visited])
         trees = [t for t, _ in visited]
         return exp.Coalesce(this=trees[0], expressions=trees[1:]), dtype
 
-    def v_nullif(self, node: exp.Nullif) -> tuple[exp.Expression, DType | None]:
+    def v_nullif(self, node: exp.Nullif) -> tuple[exp.Expr, DType | None]:
         left, lt = self.visit(node.this)
         right, rt = self.visit(node.expression)
         self.need_comparable(node, lt, rt)
         return exp.Nullif(this=left, expression=right), lt
 
     def unary_function(
-        self, node: exp.Expression, numeric: bool
-    ) -> tuple[exp.Expression, DType | None]:
+        self, node: exp.Expr, numeric: bool
+    ) -> tuple[exp.Expr, DType | None]:
         if node.args.get("decimals") or node.args.get("to") or len(node.expressions) > 0:
-            raise self.fail(node, f"{node.sql_name()} takes one argument")
+            raise self.fail(node, f"{_fname(node)} takes one argument")
         inner, dtype = self.visit(node.this)
         if numeric:
             self.need_numeric(node, dtype)
         elif dtype not in (DType.STRING, None):
-            raise self.fail(node, f"{node.sql_name()} needs a string, got {dtype}")
+            raise self.fail(node, f"{_fname(node)} needs a string, got {dtype}")
         return type(node)(this=inner), dtype
 
-    def v_cast(self, node: exp.Cast) -> tuple[exp.Expression, DType | None]:
+    def v_cast(self, node: exp.Cast) -> tuple[exp.Expr, DType | None]:
         inner, src = self.visit(node.this)
         target = _CAST_TARGETS.get(node.to.this)
         if target is None:

@@ -145,7 +145,7 @@ def _import(path: Path, project: str) -> Any:
     return module
 
 
-_BUCKETS = {
+_BUCKETS: dict[type, str] = {
     Entity: "entities", BatchSource: "sources", StreamSource: "sources",
     FeatureView: "views", FeatureService: "services", LabelSource: "labels",
 }

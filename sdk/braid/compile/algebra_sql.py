@@ -25,35 +25,35 @@ def col(name: str) -> exp.Column:
     return exp.column(name, quoted=True)
 
 
-def lit(value: int | float) -> exp.Expression:
+def lit(value: int | float) -> exp.Expr:
     if value < 0:
         return exp.Neg(this=exp.Literal.number(-value))
     return exp.Literal.number(value)
 
 
-def as_double(e: exp.Expression) -> exp.Expression:
+def as_double(e: exp.Expr) -> exp.Expr:
     return exp.Cast(this=e, to=cast_type(DType.FLOAT64))
 
 
-def as_bigint(e: exp.Expression) -> exp.Expression:
+def as_bigint(e: exp.Expr) -> exp.Expr:
     return exp.Cast(this=e, to=cast_type(DType.INT64))
 
 
-def nonzero(e: exp.Expression) -> exp.Expression:
+def nonzero(e: exp.Expr) -> exp.Expr:
     return exp.Nullif(this=e, expression=exp.Literal.number(0))
 
 
-def not_null(e: exp.Expression) -> exp.Expression:
+def not_null(e: exp.Expr) -> exp.Expr:
     return exp.Not(this=exp.Is(this=e.copy(), expression=exp.Null()))
 
 
-def _filtered(agg: exp.Expression, cond: exp.Expression | None) -> exp.Expression:
+def _filtered(agg: exp.Expr, cond: exp.Expr | None) -> exp.Expr:
     if cond is None:
         return agg
     return exp.Filter(this=agg, expression=exp.Where(this=cond))
 
 
-def _latest(d: Dialect, fields: Sequence[exp.Expression], guard: exp.Expression) -> list[exp.Expression]:
+def _latest(d: Dialect, fields: Sequence[exp.Expr], guard: exp.Expr) -> list[exp.Expr]:
     """The (ts, ct, v) fields of the greatest triple, as three expressions."""
     if not d.struct_max:
         assert d.latest_udaf, f"{d.name}: needs struct_max or a latest UDAF"
@@ -69,7 +69,7 @@ def _latest(d: Dialect, fields: Sequence[exp.Expression], guard: exp.Expression)
             for n in ("ts", "ct", "v")]
 
 
-def build(p: PartialPlan, d: Dialect) -> list[exp.Expression]:
+def build(p: PartialPlan, d: Dialect) -> list[exp.Expr]:
     """Aggregate expressions computing ``p``'s fields from the events of one tile.
 
     The events relation has the input as column ``p.input`` (absent for ``count()``), the
@@ -109,7 +109,7 @@ def build(p: PartialPlan, d: Dialect) -> list[exp.Expression]:
     raise AssertionError(f"unhandled function {f}")
 
 
-def chan_group_mean(p: PartialPlan, partition_by: Sequence[exp.Expression]) -> exp.Expression:
+def chan_group_mean(p: PartialPlan, partition_by: Sequence[exp.Expr]) -> exp.Expr:
     """Window expression of the merged mean of a CHAN partial within each group.
 
     The CHAN merge needs the group's mean before it can sum deviations (a sum of squares
@@ -122,8 +122,8 @@ def chan_group_mean(p: PartialPlan, partition_by: Sequence[exp.Expression]) -> e
     return exp.Div(this=num, expression=nonzero(den))
 
 
-def merge(p: PartialPlan, d: Dialect, group_mean: exp.Expression | None = None,
-          columns: Sequence[str] | None = None) -> list[exp.Expression]:
+def merge(p: PartialPlan, d: Dialect, group_mean: exp.Expr | None = None,
+          columns: Sequence[str] | None = None) -> list[exp.Expr]:
     """Aggregate expressions merging many partials (one row each) into one.
 
     Args:
@@ -135,7 +135,7 @@ def merge(p: PartialPlan, d: Dialect, group_mean: exp.Expression | None = None,
     cols = [col(c) for c in (columns or p.columns)]
     kind = p.spec.merge
     if kind == Merge.SUM:
-        out: list[exp.Expression] = []
+        out: list[exp.Expr] = []
         for c, t in zip(cols, p.field_types, strict=True):
             total = exp.Sum(this=c)
             out.append(as_bigint(total) if t == DType.INT64 else as_double(total))
@@ -158,14 +158,14 @@ def merge(p: PartialPlan, d: Dialect, group_mean: exp.Expression | None = None,
     ]
 
 
-def finalize(a: AggregationPlan | PartialPlan, fields: Sequence[exp.Expression],
-             population: bool = False) -> exp.Expression:
+def finalize(a: AggregationPlan | PartialPlan, fields: Sequence[exp.Expr],
+             population: bool = False) -> exp.Expr:
     """The feature value from merged fields, with the empty value of DESIGN §4.3 and the
     aggregation's declared default."""
     p = a.partial if isinstance(a, AggregationPlan) else a
     spec = p.spec
     kind = spec.finalize
-    value: exp.Expression
+    value: exp.Expr
     if kind == Finalize.FIRST:
         value = fields[0].copy()
     elif kind == Finalize.VALUE:
@@ -191,7 +191,7 @@ def finalize(a: AggregationPlan | PartialPlan, fields: Sequence[exp.Expression],
     return value
 
 
-def _literal(value: object) -> exp.Expression:
+def _literal(value: object) -> exp.Expr:
     if isinstance(value, bool):
         return exp.Boolean(this=value)
     if isinstance(value, int):
@@ -201,7 +201,7 @@ def _literal(value: object) -> exp.Expression:
     return exp.Literal.string(str(value))
 
 
-def missing_created() -> exp.Expression:
+def missing_created() -> exp.Expr:
     """The stand-in for a missing created time (lowest int64), written as ``-(2^63-1) - 1`` so
     that no engine has to parse an out-of-range positive literal."""
     return exp.Paren(this=exp.Sub(this=lit(MISSING_CREATED + 1), expression=lit(1)))

@@ -21,7 +21,7 @@ EVENTS = "ev"
 TILE_START = "tile_start"
 
 
-def relation_for(source: SourcePlan, root: Path) -> exp.Expression:
+def relation_for(source: SourcePlan, root: Path) -> exp.Expr:
     """The FROM item reading a batch source: ``read_parquet(<abs glob>)`` or ``(<query>)``."""
     if source.query is not None:
         import sqlglot
@@ -35,9 +35,9 @@ def relation_for(source: SourcePlan, root: Path) -> exp.Expression:
     ])
 
 
-def time_range(start: int | None, end: int | None, column: str = A.TS) -> exp.Expression | None:
+def time_range(start: int | None, end: int | None, column: str = A.TS) -> exp.Expr | None:
     """``column >= start AND column < end`` (either side optional)."""
-    conds = []
+    conds: list[exp.Expr] = []
     if start is not None:
         conds.append(exp.GTE(this=A.col(column), expression=A.lit(start)))
     if end is not None:
@@ -47,7 +47,7 @@ def time_range(start: int | None, end: int | None, column: str = A.TS) -> exp.Ex
     return conds[0] if len(conds) == 1 else exp.And(this=conds[0], expression=conds[1])
 
 
-def tile_start_expr(hop: int) -> exp.Expression:
+def tile_start_expr(hop: int) -> exp.Expr:
     """``_ts - (((_ts % h) + h) % h)``: integer tile arithmetic (DESIGN §4.0)."""
     h = A.lit(hop)
     ts = A.col(A.TS)
@@ -67,9 +67,9 @@ class DuckDBCompiler:
 
     plan: ViewPlan
 
-    def events(self, relation: exp.Expression, source: SourcePlan | None = None,
+    def events(self, relation: exp.Expr, source: SourcePlan | None = None,
                start: int | None = None, end: int | None = None,
-               extra_where: exp.Expression | None = None) -> exp.Select:
+               extra_where: exp.Expr | None = None) -> exp.Select:
         """The validated, filtered events of ``relation`` with event time in [start, end)."""
         source = source or self.plan.batch_source or self.plan.source
         inner = events_select(self.plan, source, relation, extra_where)
@@ -80,7 +80,7 @@ class DuckDBCompiler:
     def tiles_query(self, events: exp.Select, hop: int) -> exp.Select:
         """Partials of one hop per (entity, tile) over an events query."""
         keys = [A.col(k) for k in self.plan.key_names]
-        cols: list[exp.Expression] = [*keys, exp.alias_(tile_start_expr(hop), TILE_START, quoted=True)]
+        cols: list[exp.Expr] = [*keys, exp.alias_(tile_start_expr(hop), TILE_START, quoted=True)]
         for p in self.plan.partials_for_hop(hop):
             for name, e in zip(p.columns, A.build(p, DUCKDB), strict=True):
                 cols.append(exp.alias_(e, name, quoted=True))
@@ -89,16 +89,16 @@ class DuckDBCompiler:
 
     def rows_query(self, events: exp.Select) -> exp.Select:
         """Projection rows: keys, _ts, _ct and each projection (latest-row history)."""
-        cols: list[exp.Expression] = [A.col(k) for k in self.plan.key_names]
+        cols: list[exp.Expr] = [A.col(k) for k in self.plan.key_names]
         cols += [A.col(A.TS), A.col(A.CT)]
         cols += [exp.alias_(A.col(f"p__{p.name}"), p.name, quoted=True) for p in self.plan.projections]
         return exp.select(*cols).from_(events.subquery("e"))
 
-    def tiles_sql(self, relation: exp.Expression, hop: int, start: int | None = None,
+    def tiles_sql(self, relation: exp.Expr, hop: int, start: int | None = None,
                   end: int | None = None) -> str:
         return DUCKDB.render(self.tiles_query(self.events(relation, start=start, end=end), hop))
 
-    def rows_sql(self, relation: exp.Expression, start: int | None = None,
+    def rows_sql(self, relation: exp.Expr, start: int | None = None,
                  end: int | None = None) -> str:
         return DUCKDB.render(self.rows_query(self.events(relation, start=start, end=end)))
 

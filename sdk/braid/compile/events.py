@@ -14,7 +14,7 @@ from braid.dtypes import DType
 from braid.plan import SourcePlan, ViewPlan
 
 
-def epoch_ms(source: SourcePlan, column: str, timestamp_to_ms: exp.Expression | None = None) -> exp.Expression:
+def epoch_ms(source: SourcePlan, column: str, timestamp_to_ms: exp.Expr | None = None) -> exp.Expr:
     """Epoch milliseconds of a time column: TIMESTAMP columns via the dialect's conversion."""
     c = col(column)
     if source.columns.get(column) == DType.TIMESTAMP:
@@ -26,9 +26,9 @@ def epoch_ms(source: SourcePlan, column: str, timestamp_to_ms: exp.Expression | 
     return as_bigint(c)
 
 
-def valid_condition(plan: ViewPlan, source: SourcePlan) -> exp.Expression:
+def valid_condition(plan: ViewPlan, source: SourcePlan) -> exp.Expr:
     """Keys and event time present; every float column NULL or finite."""
-    conds: list[exp.Expression] = [not_null(col(k)) for k in plan.key_names]
+    conds: list[exp.Expr] = [not_null(col(k)) for k in plan.key_names]
     conds.append(not_null(col(source.timestamp_field)))
     for name, dtype in source.schema:
         if dtype == DType.FLOAT64:
@@ -37,15 +37,15 @@ def valid_condition(plan: ViewPlan, source: SourcePlan) -> exp.Expression:
             conds.append(exp.Paren(this=exp.Or(this=exp.Is(this=c.copy(), expression=exp.Null()),
                                                expression=finite)))
     out = conds[0]
-    for c in conds[1:]:
-        out = exp.And(this=out, expression=c)
+    for cond in conds[1:]:
+        out = exp.And(this=out, expression=cond)
     return out
 
 
 def event_columns(plan: ViewPlan, source: SourcePlan,
-                  timestamp_to_ms: exp.Expression | None = None) -> list[exp.Expression]:
+                  timestamp_to_ms: exp.Expr | None = None) -> list[exp.Expr]:
     """SELECT list of the events relation: keys, _ts, _ct, projections, aggregation inputs."""
-    out: list[exp.Expression] = [col(k) for k in plan.key_names]
+    out: list[exp.Expr] = [col(k) for k in plan.key_names]
     out.append(exp.alias_(epoch_ms(source, source.timestamp_field, timestamp_to_ms), TS, quoted=True))
     ct = (epoch_ms(source, source.created_field, timestamp_to_ms)
           if source.created_field else missing_created())
@@ -60,9 +60,9 @@ def event_columns(plan: ViewPlan, source: SourcePlan,
     return out
 
 
-def events_select(plan: ViewPlan, source: SourcePlan, relation: exp.Expression,
-                  extra_where: exp.Expression | None = None,
-                  timestamp_to_ms: exp.Expression | None = None) -> exp.Select:
+def events_select(plan: ViewPlan, source: SourcePlan, relation: exp.Expr,
+                  extra_where: exp.Expr | None = None,
+                  timestamp_to_ms: exp.Expr | None = None) -> exp.Select:
     """``SELECT <event columns> FROM relation WHERE valid AND filter [AND extra]``."""
     where = valid_condition(plan, source)
     if plan.filter is not None:

@@ -68,7 +68,7 @@ class Aggregation(Model):
                 label = window.replace(" ", "")
             else:
                 try:
-                    label = format_duration(parse_duration(window))
+                    label = format_duration(parse_duration(window))  # type: ignore[arg-type]
                 except DefinitionError:
                     return data
             prefix = f"{data['column']}_" if data.get("column") else ""
@@ -230,12 +230,12 @@ def check_against_schema(view: FeatureView, schema: dict[str, DType]) -> None:
             )
     for a in view.aggregations:
         spec = ALGEBRA[a.function]
-        text = a.expr if a.expr is not None else a.column
-        if text is None:
+        source_text = a.expr if a.expr is not None else a.column
+        if source_text is None:
             continue
-        typed = compile_expression(text, schema, f"{where} aggregation '{a.feature_name}'")
+        typed = compile_expression(source_text, schema, f"{where} aggregation '{a.feature_name}'")
         if spec.needs_numeric and (typed.dtype is None or not typed.dtype.is_numeric):
             raise DefinitionError(
                 f"{where} aggregation '{a.feature_name}': {a.function} needs a number, "
-                f"{text!r} is {typed.dtype}"
+                f"{source_text!r} is {typed.dtype}"
             )
