@@ -60,7 +60,13 @@ def create_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise RegistryError(
+                    f"registry {safe_url(parsed)}: cannot create folder "
+                    f"{Path(database).parent}: {e.strerror}; {_FIX}"
+                ) from None
         # several braid processes (CLI, runner, server) share one file: wait instead of failing
         kwargs["connect_args"] = {"timeout": 30}
     else:

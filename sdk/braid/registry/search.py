@@ -49,6 +49,7 @@ class _Doc:
     description: str
     owner: str
     entities: frozenset[str]
+    own_labels: bool = True  # False for features: tags and owner are their view's (filters only)
 
 
 def search(
@@ -100,7 +101,7 @@ def _docs(live: list[DefinitionRecord], view_entities: dict[str, frozenset[str]]
             entities = view_entities.get(r.name, frozenset())
             for f in meta.get("features", []):
                 yield _Doc("feature", f"{r.name}:{f['name']}", (), (f["name"],), (), tags,
-                           str(f.get("description") or ""), owner, entities)
+                           str(f.get("description") or ""), owner, entities, own_labels=False)
         elif r.kind == "service":
             features = list(meta.get("references") or [])
             entities = frozenset().union(*(view_entities.get(v, frozenset())
@@ -150,6 +151,10 @@ def _matches(doc: _Doc, text: str, words: list[str]) -> Iterator[tuple[str, int,
     for v in doc.columns:
         if contains(v):
             yield "column", SCORES["column:substring"], v
+    if not doc.own_labels:
+        if doc.description and contains(doc.description):
+            yield "description", SCORES["description"], doc.description
+        return
     for k, v in doc.tags.items():
         if contains(f"{k}={v}") or contains(f"{k} {v}"):
             yield "tag", SCORES["tag"], f"{k}={v}"
