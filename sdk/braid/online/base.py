@@ -1,0 +1,176 @@
+"""The online store interface (DESIGN §4.6, §6) and the write batches both stores share."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from braid.algebra import MISSING_CREATED
+from braid.errors import StoreError
+from braid.online.encoding import FIELD_PREFIX, TileCodec, encode_column, encode_keys
+from braid.plan import ViewPlan
+
+#: One HMGET: the key and the fields to read.
+FieldRequest = tuple[str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class SeqGuard:
+    """Per-key sequence guard of a streaming runner (DESIGN §7).
+
+    A chunk applies to a key only if ``seq`` is greater than the key's ``_seq:<runner>``
+    field, which is set to ``seq`` in the same atomic step.
+    """
+
+    runner: str
+    seq: int
+
+    @property
+    def field(self) -> str:
+        return f"_seq:{self.runner}"
+
+
+@dataclass
+class RowBatch:
+    """Projection rows encoded for a write: one entry per input row."""
+
+    keys: list[str]
+    ts: pa.Array  # int64
+    ct: pa.Array  # int64, MISSING_CREATED where missing
+    fields: list[str]  # "f:<name>" in plan order
+    values: list[pa.Array]  # string, NULL = absent field
+
+
+@dataclass
+class TileBatch:
+    """Tile rows encoded for a write: one entry per (key, tile_start)."""
+
+    codec: TileCodec
+    keys: list[str]
+    starts: list[int]
+    values: list[str]
+
+    def by_key(self) -> dict[str, list[tuple[int, str]]]:
+        """Rows grouped by key, first-seen order kept."""
+        out: dict[str, list[tuple[int, str]]] = {}
+        for key, start, value in zip(self.keys, self.starts, self.values, strict=True):
+            out.setdefault(key, []).append((start, value))
+        return out
+
+
+def _time_column(table: pa.Table, name: str, required: bool) -> pa.Array:
+    if name not in table.column_names:
+        if required:
+            raise StoreError(f"rows table lacks the '{name}' column (int64 epoch ms)")
+        return pa.nulls(table.num_rows, pa.int64())
+    col = table.column(name).combine_chunks()
+    if pa.types.is_timestamp(col.type):
+        col = pc.cast(col, pa.timestamp("ms", tz=col.type.tz)).cast(pa.int64())
+    return pc.cast(col, pa.int64())
+
+
+def prepare_rows(plan: ViewPlan, table: pa.Table) -> RowBatch:
+    """Encode projection rows (entity keys, ``_ts``, ``_ct``, projection columns)."""
+    ts = _time_column(table, "_ts", True)
+    if ts.null_count:
+        raise StoreError(f"view '{plan.name}': '_ts' holds NULLs; every row needs an event time")
+    ct = pc.fill_null(_time_column(table, "_ct", False), MISSING_CREATED)
+    values = []
+    for p in plan.projections:
+        if p.name not in table.column_names:
+            raise StoreError(f"view '{plan.name}': rows table lacks projection '{p.name}'")
+        values.append(encode_column(table.column(p.name), p.dtype))
+    return RowBatch(encode_keys(plan, table), ts, ct,
+                    [FIELD_PREFIX + p.name for p in plan.projections], values)
+
+
+def prepare_tiles(plan: ViewPlan, hop: int, table: pa.Table) -> TileBatch:
+    """Encode tile rows (entity keys, ``tile_start``, the hop's partial columns)."""
+    codec = TileCodec(plan, hop)
+    if "tile_start" not in table.column_names:
+        raise StoreError("tiles table lacks the 'tile_start' column (int64 epoch ms)")
+    starts = _time_column(table, "tile_start", True)
+    if starts.null_count or np.any(np.mod(starts.to_numpy(zero_copy_only=False), hop)):
+        raise StoreError(f"view '{plan.name}': a tile_start is NULL or not a multiple of the "
+                         f"hop ({hop} ms)")
+    return TileBatch(codec, encode_keys(plan, table), starts.to_pylist(),
+                     codec.encode_table(table))
+
+
+class OnlineStore(ABC):
+    """Where served features live: one hash of text fields per (project, namespace, entity).
+
+    Both implementations (:class:`~braid.online.redis_store.RedisOnlineStore`,
+    :class:`~braid.online.sqlite_store.SqliteOnlineStore`) pass one contract suite
+    (``tests/integration/test_online_contract.py``). Key expiry and tile pruning are garbage
+    collection only; readers never rely on them.
+    """
+
+    @abstractmethod
+    def write_rows(self, plan: ViewPlan, table: pa.Table) -> int:
+        """Last-write-wins upsert of projection rows by (ts, created, canonical value).
+
+        Args:
+            plan: the view's plan.
+            table: join-key columns, ``_ts`` and ``_ct`` (int64 epoch ms; a NULL ``_ct`` is a
+                missing created time, which sorts lowest) and one column per projection.
+
+        Returns:
+            How many rows won (were stored).
+        """
+
+    @abstractmethod
+    def write_tiles(self, plan: ViewPlan, hop: int, table: pa.Table) -> int:
+        """Overwrite tiles with absolute partial states (materialize).
+
+        Args:
+            plan: the view's plan.
+            hop: the hop in ms; ``table`` holds the columns of ``plan.partials_for_hop(hop)``.
+            table: join-key columns, ``tile_start`` and the partial columns (NULL = empty).
+
+        Returns:
+            How many tile fields were written.
+        """
+
+    @abstractmethod
+    def merge_tiles(self, plan: ViewPlan, hop: int, table: pa.Table,
+                    guard: SeqGuard | None = None) -> int:
+        """Add partial deltas into the stored tiles with the algebra's merge kinds.
+
+        Args:
+            plan: the view's plan.
+            hop: the hop in ms.
+            table: as for :meth:`write_tiles`, holding deltas.
+            guard: optional per-key sequence guard; keys whose stored sequence is not older
+                than ``guard.seq`` are skipped.
+
+        Returns:
+            How many keys the deltas were applied to (skipped keys excluded).
+
+        Raises:
+            OverflowError64: an int64 sum overflowed; nothing of the affected batch of keys
+                was written.
+        """
+
+    @abstractmethod
+    def fetch(self, requests: Sequence[FieldRequest]) -> list[list[bytes | None]]:
+        """Read the requested fields of many keys in one round trip (None = absent)."""
+
+    @abstractmethod
+    def read_hash(self, key: str) -> dict[str, bytes]:
+        """Every field of one key (debugging and tests)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> OnlineStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

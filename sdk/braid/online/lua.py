@@ -1,0 +1,298 @@
+"""Lua scripts of the Redis online store (Redis 7 runs Lua 5.1: every number is a double).
+
+Traps handled here (DESIGN §5): ``tostring`` keeps 14 digits, so floats are written with the
+shortest of ``%.15g``/``%.16g``/``%.17g`` that parses back to the same double; a float
+returned to the client is truncated to an integer, so scripts return only integers; and
+``HINCRBYFLOAT`` rounds through long double, so it is never used. int64 values are kept as
+decimal strings: they are compared as strings and added with exact decimal arithmetic
+(doubles are exact only below 2^53), with overflow refused as DESIGN §4.3 requires.
+"""
+
+from __future__ import annotations
+
+PRELUDE = r"""
+local MISSING = '-9223372036854775808'
+local INT_MAX = '9223372036854775807'
+local FMT = {'%.15g', '%.16g', '%.17g'}
+local state = {overflow = false}
+
+local function bcmp(a, b)
+  if a == b then return 0 end
+  local la, lb = #a, #b
+  local n = la < lb and la or lb
+  for i = 1, n do
+    local x, y = a:byte(i), b:byte(i)
+    if x ~= y then return x < y and -1 or 1 end
+  end
+  return la < lb and -1 or 1
+end
+
+local function icmp(a, b)
+  local na, nb = a:byte(1) == 45, b:byte(1) == 45
+  if na ~= nb then return na and -1 or 1 end
+  local c
+  if #a ~= #b then c = (#a < #b) and -1 or 1 else c = bcmp(a, b) end
+  if na then return -c end
+  return c
+end
+
+local function uadd(a, b)
+  local out, carry, i, j = {}, 0, #a, #b
+  while i > 0 or j > 0 or carry > 0 do
+    local d = carry + (i > 0 and a:byte(i) - 48 or 0) + (j > 0 and b:byte(j) - 48 or 0)
+    if d >= 10 then d = d - 10; carry = 1 else carry = 0 end
+    out[#out + 1] = d
+    i = i - 1; j = j - 1
+  end
+  return string.reverse(table.concat(out))
+end
+
+local function usub(a, b)
+  local out, borrow, i, j = {}, 0, #a, #b
+  while i > 0 do
+    local d = a:byte(i) - 48 - borrow - (j > 0 and b:byte(j) - 48 or 0)
+    if d < 0 then d = d + 10; borrow = 1 else borrow = 0 end
+    out[#out + 1] = d
+    i = i - 1; j = j - 1
+  end
+  local s = string.gsub(string.reverse(table.concat(out)), '^0+', '')
+  if s == '' then return '0' end
+  return s
+end
+
+local function iadd(a, b)
+  if #a < 16 and #b < 16 then
+    return string.format('%.0f', tonumber(a) + tonumber(b))
+  end
+  local na, nb = a:byte(1) == 45, b:byte(1) == 45
+  local ma, mb = na and a:sub(2) or a, nb and b:sub(2) or b
+  local r
+  if na == nb then
+    r = uadd(ma, mb)
+    if na then r = '-' .. r end
+  else
+    local c = icmp(ma, mb)
+    if c == 0 then r = '0'
+    elseif c > 0 then r = usub(ma, mb); if na then r = '-' .. r end
+    else r = usub(mb, ma); if nb then r = '-' .. r end end
+  end
+  if icmp(r, INT_MAX) > 0 or icmp(r, MISSING) < 0 then state.overflow = true end
+  return r
+end
+
+local function fmt(x)
+  for _, f in ipairs(FMT) do
+    local s = string.format(f, x)
+    if tonumber(s) == x then return s end
+  end
+  return string.format('%.17g', x)
+end
+
+local function unesc(s)
+  if s == '%' then return '' end
+  return (string.gsub(string.gsub(s, '%%2C', ','), '%%25', '%%'))
+end
+
+local function vcmp(t, a, b)
+  if t == 'i' then return icmp(a, b) end
+  if t == 'f' then
+    local x, y = tonumber(a), tonumber(b)
+    if x < y then return -1 elseif x > y then return 1 end
+    return 0
+  end
+  if t == 's' then return bcmp(unesc(a), unesc(b)) end
+  return bcmp(a, b)
+end
+
+local function split(s)
+  local out, start = {}, 1
+  while true do
+    local i = string.find(s, ',', start, true)
+    if not i then out[#out + 1] = s:sub(start); return out end
+    out[#out + 1] = s:sub(start, i - 1)
+    start = i + 1
+  end
+end
+
+local function layout(text)
+  local parts = {}
+  for c in text:gmatch('.') do
+    if c:match('%u') then parts[#parts + 1] = {kind = c, types = {}}
+    else local t = parts[#parts].types; t[#t + 1] = c end
+  end
+  return parts
+end
+
+local function merge_partial(kind, types, a, b)
+  if a[1] == '' then return b end
+  if b[1] == '' then return a end
+  if kind == 'S' then
+    local out = {}
+    for i, t in ipairs(types) do
+      if t == 'i' then out[i] = iadd(a[i], b[i])
+      else out[i] = fmt(tonumber(a[i]) + tonumber(b[i])) end
+    end
+    return out
+  elseif kind == 'N' then
+    if vcmp(types[1], b[1], a[1]) < 0 then return b end
+    return a
+  elseif kind == 'X' then
+    if vcmp(types[1], b[1], a[1]) > 0 then return b end
+    return a
+  elseif kind == 'C' then
+    local na, ma, m2a = tonumber(a[1]), tonumber(a[2]), tonumber(a[3])
+    local nb, mb, m2b = tonumber(b[1]), tonumber(b[2]), tonumber(b[3])
+    local n = na + nb
+    if n == 0 then return {'0', '0', '0'} end
+    local delta = mb - ma
+    local mean = ma + delta * nb / n
+    local m2 = m2a + m2b + delta * delta * na * nb / n
+    return {string.format('%.0f', n), fmt(mean), fmt(m2)}
+  end
+  local c = icmp(a[1], b[1])
+  if c == 0 then c = icmp(a[2], b[2]) end
+  if c == 0 then c = vcmp(types[3], a[3], b[3]) end
+  if c >= 0 then return a end
+  return b
+end
+
+local function merge_value(parts, old, delta)
+  local a, b, out, at = split(old), split(delta), {}, 0
+  for _, p in ipairs(parts) do
+    local w = #p.types
+    local pa, pb = {}, {}
+    for i = 1, w do pa[i] = a[at + i]; pb[i] = b[at + i] end
+    local m = merge_partial(p.kind, p.types, pa, pb)
+    for i = 1, w do out[at + i] = m[i] end
+    at = at + w
+  end
+  return table.concat(out, ',')
+end
+
+local function prune(key, hop, span)
+  local pre = hop .. ':'
+  local tiles, newest = {}, nil
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if f:sub(1, #pre) == pre then
+      local t = tonumber(f:sub(#pre + 1))
+      if t then
+        tiles[#tiles + 1] = {f, t}
+        if newest == nil or t > newest then newest = t end
+      end
+    end
+  end
+  if newest == nil then return end
+  local dead = {}
+  for _, x in ipairs(tiles) do
+    if x[2] < newest - span then dead[#dead + 1] = x[1] end
+  end
+  if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
+end
+
+local function expire(key, ms)
+  if ms ~= '' then redis.call('PEXPIRE', key, ms) end
+end
+"""
+
+#: KEYS: one hash per row. ARGV: pexpire ms ('' = none), n, the n projection field names,
+#: then per key: ts, ct, and n values ('' = NULL, otherwise '=' .. text). Returns rows won.
+WRITE_ROWS = PRELUDE + r"""
+local pexp, np = ARGV[1], tonumber(ARGV[2])
+local names = {}
+for j = 1, np do names[j] = ARGV[2 + j] end
+local at, won = 3 + np, 0
+for _, key in ipairs(KEYS) do
+  local ts, ct = ARGV[at], ARGV[at + 1]
+  local win = true
+  local cur = redis.call('HMGET', key, '_ts', '_ct')
+  if cur[1] then
+    local c = icmp(ts, cur[1])
+    if c == 0 then c = icmp(ct, cur[2] or MISSING) end
+    if c == 0 then
+      local new = {}
+      for j = 1, np do new[j] = ARGV[at + 1 + j]:sub(2) end
+      local old = redis.call('HMGET', key, unpack(names))
+      for j = 1, np do old[j] = old[j] or '' end
+      c = bcmp(table.concat(new, '\31'), table.concat(old, '\31'))
+    end
+    win = c > 0
+  end
+  if win then
+    local sets, dels = {'_ts', ts}, {}
+    if ct == MISSING then dels[1] = '_ct' else sets[3] = '_ct'; sets[4] = ct end
+    for j = 1, np do
+      local v = ARGV[at + 1 + j]
+      if v == '' then dels[#dels + 1] = names[j]
+      else sets[#sets + 1] = names[j]; sets[#sets + 1] = v:sub(2) end
+    end
+    redis.call('HSET', key, unpack(sets))
+    if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
+    won = won + 1
+  end
+  expire(key, pexp)
+  at = at + 2 + np
+end
+return won
+"""
+
+#: KEYS: one hash per entity. ARGV: pexpire ms, hop, prune span, then per key: n and n pairs
+#: (tile_start, value). Absolute states: overwrite. Returns tile fields written.
+WRITE_TILES = PRELUDE + r"""
+local pexp, hop, span = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local at, written = 4, 0
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  local sets = {}
+  for j = 1, n do
+    sets[#sets + 1] = hop .. ':' .. ARGV[at + 2 * j - 1]
+    sets[#sets + 1] = ARGV[at + 2 * j]
+  end
+  redis.call('HSET', key, unpack(sets))
+  written = written + n
+  prune(key, hop, span)
+  expire(key, pexp)
+  at = at + 1 + 2 * n
+end
+return written
+"""
+
+#: KEYS: one hash per entity. ARGV: pexpire ms, hop, prune span, layout, guard field ('' =
+#: none), seq, then per key: n and n pairs (tile_start, delta). All merges are computed before
+#: anything is written, so an int64 overflow leaves the batch untouched. Returns keys applied.
+MERGE_TILES = PRELUDE + r"""
+local pexp, hop, span = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local parts, gfield, seq = layout(ARGV[4]), ARGV[5], ARGV[6]
+local at, applied, pending, keys, skip = 7, 0, {}, {}, {}
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  if gfield ~= '' and skip[key] == nil then
+    local cur = redis.call('HGET', key, gfield)
+    skip[key] = (cur and icmp(seq, cur) <= 0) and true or false
+  end
+  if not skip[key] then
+    applied = applied + 1
+    local p = pending[key]
+    if p == nil then p = {}; pending[key] = p; keys[#keys + 1] = key end
+    for j = 1, n do
+      local field = hop .. ':' .. ARGV[at + 2 * j - 1]
+      local delta = ARGV[at + 2 * j]
+      local old = p[field]
+      if old == nil then old = redis.call('HGET', key, field) end
+      if old then p[field] = merge_value(parts, old, delta) else p[field] = delta end
+    end
+    if state.overflow then
+      return redis.error_reply('braid overflow: an int64 tile sum left the int64 range at ' .. key)
+    end
+  end
+  at = at + 1 + 2 * n
+end
+for _, key in ipairs(keys) do
+  local sets = {}
+  for f, v in pairs(pending[key]) do sets[#sets + 1] = f; sets[#sets + 1] = v end
+  if gfield ~= '' then sets[#sets + 1] = gfield; sets[#sets + 1] = seq end
+  redis.call('HSET', key, unpack(sets))
+  prune(key, hop, span)
+  expire(key, pexp)
+end
+return applied
+"""

@@ -1,0 +1,263 @@
+"""The online read path (DESIGN §4.6): a read plan built once, one round trip per read.
+
+Semantics at ``t = now``:
+
+* Projections: the stored row, unless ``_ts < now - ttl`` (then the default or NULL, status
+  OUTSIDE_MAX_AGE; a row exactly ``ttl`` old still counts). A key without ``_ts``: NOT_FOUND.
+* Windows of W at hop h: with ``k = floor(now / h)``, the merge of the tiles whose start is in
+  ``[(k - W/h + 1) * h, k * h]``, finalized by the algebra. The current tile ``k`` is taken
+  whole: a correct online store holds no event with ``ts > now`` in it, except future-skewed
+  ones that passed ``max_future_skew``. No tile in the window: the empty value of DESIGN §4.3
+  (count and sum 0, others NULL) or the aggregation's default, status NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from braid.algebra import Spec, finalize, merge
+from braid.dtypes import DType
+from braid.errors import EntityKeyError, UnknownFeatureError, close_matches
+from braid.online.base import FieldRequest, OnlineStore
+from braid.online.encoding import (
+    FIELD_PREFIX,
+    TS_FIELD,
+    TileCodec,
+    decoder,
+    escape_key_part,
+    key_prefix,
+)
+from braid.online.result import FeatureStatus, OnlineResult
+from braid.plan import ViewPlan
+
+PRESENT, NOT_FOUND, OUTSIDE = (FeatureStatus.PRESENT, FeatureStatus.NOT_FOUND,
+                               FeatureStatus.OUTSIDE_MAX_AGE)
+
+
+@dataclass
+class _Agg:
+    slot: int
+    index: int  # partial index within the hop's tile value
+    tiles: int
+    spec: Spec
+    input_type: DType | None
+    default: Any
+
+
+@dataclass
+class _Hop:
+    hop: int
+    codec: TileCodec
+    aggs: list[_Agg] = field(default_factory=list)
+    span: int = 0  # tile fields requested: the longest window's tile count
+    cached_k: int | None = None
+    cached_fields: list[str] = field(default_factory=list)
+
+    def fields(self, now_ms: int) -> list[str]:
+        k = now_ms // self.hop
+        if k != self.cached_k:
+            h = self.hop
+            self.cached_fields = [f"{h}:{j * h}" for j in range(k - self.span + 1, k + 1)]
+            self.cached_k = k
+        return self.cached_fields
+
+
+@dataclass
+class _View:
+    plan: ViewPlan
+    prefix: str
+    keys: tuple[tuple[str, DType], ...]
+    proj: list[tuple[int, Any, Any]] = field(default_factory=list)  # slot, decode, default
+    proj_fields: list[str] = field(default_factory=list)
+    hops: dict[int, _Hop] = field(default_factory=dict)
+
+    def fields(self, now_ms: int) -> list[str]:
+        out = list(self.proj_fields)
+        for h in self.hops.values():
+            out += h.fields(now_ms)
+        return out
+
+
+class OnlineReader:
+    """Reads features of many views for many entities in one pipelined round trip.
+
+    Built once per feature list; :meth:`read` does no name resolution, no validation beyond
+    entity keys, and no pandas or pydantic work.
+
+    Example:
+        >>> reader = OnlineReader(store, {"user_txn:amount_sum_1h": (plan, "amount_sum_1h")})
+        >>> reader.read([{"user_id": 1}], now_ms=1_700_000_000_000).to_dict()
+        {'user_id': [1], 'amount_sum_1h': [12.5]}
+
+    Args:
+        store: the online store to read.
+        features: feature reference ("view:feature") -> (the view's plan, feature name), in
+            output order.
+        full_feature_names: name outputs ``view__feature`` instead of ``feature``.
+    """
+
+    def __init__(self, store: OnlineStore, features: Mapping[str, tuple[ViewPlan, str]],
+                 full_feature_names: bool = False) -> None:
+        self.store = store
+        self.names: list[str] = []
+        self.dtypes: list[DType] = []
+        self._views: dict[str, _View] = {}
+        self._key_types: dict[str, DType] = {}
+        for slot, (ref, (plan, name)) in enumerate(features.items()):
+            self._add(slot, ref, plan, name, full_feature_names)
+        dupes = {n for n in self.names if self.names.count(n) > 1}
+        if dupes:
+            raise UnknownFeatureError(
+                f"feature names {sorted(dupes)} occur in several views; pass "
+                "full_feature_names=True to name them view__feature")
+
+    @classmethod
+    def from_refs(cls, store: OnlineStore, plans: Mapping[str, ViewPlan], refs: Sequence[str],
+                  full_feature_names: bool = False) -> OnlineReader:
+        """Resolve "view:feature" references against plans keyed by view name."""
+        features: dict[str, tuple[ViewPlan, str]] = {}
+        for ref in refs:
+            view, _, name = ref.partition(":")
+            if view not in plans:
+                raise UnknownFeatureError(
+                    f"unknown feature view '{view}' in {ref!r}.{close_matches(view, plans)}")
+            features[ref] = (plans[view], name)
+        return cls(store, features, full_feature_names)
+
+    def _add(self, slot: int, ref: str, plan: ViewPlan, name: str, full: bool) -> None:
+        view = self._views.get(plan.namespace)
+        if view is None:
+            view = _View(plan, key_prefix(plan), plan.entity_keys)
+            self._views[plan.namespace] = view
+            for key, dtype in plan.entity_keys:
+                self._key_types.setdefault(key, dtype)
+        self.names.append(f"{plan.name}__{name}" if full else name)
+        for p in plan.projections:
+            if p.name == name:
+                if not view.proj_fields:
+                    view.proj_fields.append(TS_FIELD)
+                view.proj.append((slot, decoder(p.dtype), p.default))
+                view.proj_fields.append(FIELD_PREFIX + name)
+                self.dtypes.append(p.dtype)
+                return
+        for a in plan.aggregations:
+            if a.name == name:
+                hop = view.hops.get(a.hop)
+                if hop is None:
+                    hop = view.hops[a.hop] = _Hop(a.hop, TileCodec(plan, a.hop))
+                index = hop.codec.partials.index(a.partial)
+                hop.aggs.append(_Agg(slot, index, a.tiles, a.partial.spec,
+                                     a.partial.input_type, a.default))
+                hop.span = max(hop.span, a.tiles)
+                self.dtypes.append(a.dtype)
+                return
+        raise UnknownFeatureError(
+            f"view '{plan.name}' has no feature '{name}' (in {ref!r})."
+            f"{close_matches(name, plan.feature_names)}")
+
+    def read(self, entity_rows: Sequence[Mapping[str, Any]], now_ms: int) -> OnlineResult:
+        """Feature values at ``now_ms`` for each entity row, in order.
+
+        Raises:
+            EntityKeyError: a row lacks a join key or holds one of the wrong type.
+            StoreError: the store could not be read.
+        """
+        n = len(entity_rows)
+        encoded: dict[tuple[tuple[str, DType], ...], list[str]] = {}
+        requests: list[FieldRequest] = []
+        for view in self._views.values():
+            ents = encoded.get(view.keys)
+            if ents is None:
+                ents = encoded[view.keys] = _encode_entities(view.keys, entity_rows)
+            fields = view.fields(now_ms)
+            prefix = view.prefix
+            requests += [(prefix + e + "}", fields) for e in ents]
+        raw = self.store.fetch(requests) if requests else []
+        width = len(self.names)
+        values: list[list[Any]] = [[None] * n for _ in range(width)]
+        status: list[list[FeatureStatus]] = [[NOT_FOUND] * n for _ in range(width)]
+        times: list[list[int | None]] = [[None] * n for _ in range(width)]
+        at = 0
+        for view in self._views.values():
+            _decode_view(view, raw[at:at + n], now_ms, values, status, times)
+            at += n
+        entities = {k: (t, [row[k] for row in entity_rows]) for k, t in self._key_types.items()}
+        return OnlineResult(entities, self.names, self.dtypes, values, status, times)
+
+
+def _encode_entities(keys: tuple[tuple[str, DType], ...],
+                     rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    out: list[str] = []
+    for i, row in enumerate(rows):
+        parts: list[str] = []
+        for name, dtype in keys:
+            try:
+                v = row[name]
+            except KeyError:
+                raise EntityKeyError(
+                    f"entity row {i} lacks join key '{name}' (it has: {', '.join(row) or '-'})"
+                    f"; pass e.g. {{'{name}': ...}}") from None
+            except TypeError:
+                raise EntityKeyError(
+                    f"entity row {i} must be a dict of join keys, got {type(row).__name__}"
+                ) from None
+            parts.append(_key_part(v, name, dtype, i))
+        out.append(":".join(parts))
+    return out
+
+
+def _key_part(v: Any, name: str, dtype: DType, i: int) -> str:
+    if dtype == DType.INT64:
+        if type(v) is int:
+            return str(v)
+        if not isinstance(v, bool) and hasattr(v, "__index__") and not isinstance(v, str):
+            return str(int(v))  # numpy integers
+    elif isinstance(v, str):
+        return escape_key_part(v)
+    raise EntityKeyError(
+        f"entity row {i}: join key '{name}' must be {dtype}, got {type(v).__name__} {v!r}")
+
+
+def _decode_view(view: _View, rows: list[list[bytes | None]], now_ms: int,
+                 values: list[list[Any]], status: list[list[FeatureStatus]],
+                 times: list[list[int | None]]) -> None:
+    ttl = view.plan.ttl
+    oldest = None if ttl is None else now_ms - ttl
+    nproj = len(view.proj_fields)
+    for i, row in enumerate(rows):
+        if nproj:
+            raw_ts = row[0]
+            if raw_ts is None:
+                for slot, _, default in view.proj:
+                    values[slot][i] = default
+            else:
+                ts = int(raw_ts)
+                stale = oldest is not None and ts < oldest
+                for j, (slot, decode, default) in enumerate(view.proj, 1):
+                    raw = row[j]
+                    times[slot][i] = ts
+                    if stale:
+                        values[slot][i] = default
+                        status[slot][i] = OUTSIDE
+                    else:
+                        values[slot][i] = default if raw is None else decode(raw)
+                        status[slot][i] = PRESENT
+        at = nproj
+        for hop in view.hops.values():
+            tiles = [None if t is None else t.split(b",") for t in row[at:at + hop.span]]
+            at += hop.span
+            codec = hop.codec
+            for agg in hop.aggs:
+                acc = None
+                found = False
+                for parts in tiles[hop.span - agg.tiles:]:
+                    if parts is not None:
+                        found = True
+                        acc = merge(agg.spec, acc, codec.decode_one(parts, agg.index))
+                value = finalize(agg.spec, acc, agg.input_type)
+                values[agg.slot][i] = agg.default if value is None else value
+                if found:
+                    status[agg.slot][i] = PRESENT
+                    times[agg.slot][i] = now_ms

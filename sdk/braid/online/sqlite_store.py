@@ -1,0 +1,222 @@
+"""SQLite online store: the embedded default (DESIGN §6), WAL mode, same logical layout.
+
+Layout: a fields table, one row per (key, field), where key and field are exactly the Redis
+key and hash field and value the same text (stored as a BLOB of its UTF-8 bytes)::
+
+    braid_online(key TEXT, field TEXT, value BLOB, PRIMARY KEY (key, field)) WITHOUT ROWID
+    braid_online_expiry(key TEXT PRIMARY KEY, expires_at INTEGER)  -- epoch ms, for gc()
+
+Every write runs in one ``BEGIN IMMEDIATE`` transaction, which serializes writers across
+threads and processes, so last-write-wins and guarded merges are atomic per call. Expiry is
+garbage collection only (:meth:`SqliteOnlineStore.gc`); readers never look at it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+
+from braid.algebra import MISSING_CREATED, merge
+from braid.online.base import FieldRequest, OnlineStore, SeqGuard, prepare_rows, prepare_tiles
+from braid.online.encoding import CT_FIELD, TS_FIELD, canonical, expiry_ms, prune_span
+from braid.plan import ViewPlan
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS braid_online (
+    key TEXT NOT NULL, field TEXT NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (key, field)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS braid_online_expiry (
+    key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+"""
+_CHUNK = 500
+
+Hash = dict[str, bytes]
+
+
+class SqliteOnlineStore(OnlineStore):
+    """The online store in one SQLite file.
+
+    Example:
+        >>> store = SqliteOnlineStore("data/online.db")
+        >>> store.write_rows(plan, rows_table)
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._con().executescript(_SCHEMA)
+
+    def _con(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                                  check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            self._local.con = con
+            with self._lock:
+                self._all.append(con)
+        return con
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def _load(self, con: sqlite3.Connection, keys: Sequence[str],
+              fields: Sequence[str] | None = None, prefix: str | None = None) -> dict[str, Hash]:
+        """Stored fields of ``keys``: only ``fields`` if given, only ``prefix*`` if given."""
+        out: dict[str, Hash] = {k: {} for k in keys}
+        uniq = list(out)
+        for lo in range(0, len(uniq), _CHUNK):
+            part = uniq[lo:lo + _CHUNK]
+            sql = f"SELECT key, field, value FROM braid_online WHERE key IN ({_marks(part)})"
+            params: list[str] = list(part)
+            if fields is not None:
+                sql += f" AND field IN ({_marks(fields)})"
+                params += list(fields)
+            if prefix is not None:  # a primary-key range scan: prefix <= field < prefix + 1
+                sql += " AND field >= ? AND field < ?"
+                params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+            for key, field, value in con.execute(sql, params):
+                out[key][field] = value
+        return out
+
+    def _save(self, con: sqlite3.Connection, hashes: dict[str, Hash],
+              deletes: Sequence[tuple[str, str]], exp: int | None) -> None:
+        con.executemany("INSERT OR REPLACE INTO braid_online VALUES (?, ?, ?)",
+                        [(k, f, v) for k, h in hashes.items() for f, v in h.items()])
+        con.executemany("DELETE FROM braid_online WHERE key = ? AND field = ?", deletes)
+        if exp is not None:
+            at = int(time.time() * 1000) + exp
+            con.executemany("INSERT OR REPLACE INTO braid_online_expiry VALUES (?, ?)",
+                            [(k, at) for k in hashes])
+
+    # ------------------------------------------------------------------ writes
+
+    def write_rows(self, plan: ViewPlan, table: pa.Table) -> int:
+        if table.num_rows == 0 or not plan.projections:
+            return 0
+        b = prepare_rows(plan, table)
+        ts, ct = b.ts.to_pylist(), b.ct.to_pylist()
+        vals = [[None if x is None else x.encode() for x in v.to_pylist()] for v in b.values]
+        won = 0
+        with self._tx() as con:
+            stored = self._load(con, b.keys, [TS_FIELD, CT_FIELD, *b.fields])
+            dirty: set[str] = set()
+            for i, key in enumerate(b.keys):
+                h = stored[key]
+                new = [v[i] for v in vals]
+                if TS_FIELD in h and _row_order(h, b.fields) >= (ts[i], ct[i], canonical(new)):
+                    continue
+                h.clear()
+                h[TS_FIELD] = str(ts[i]).encode()
+                if ct[i] != MISSING_CREATED:
+                    h[CT_FIELD] = str(ct[i]).encode()
+                h.update((f, v) for f, v in zip(b.fields, new, strict=True) if v is not None)
+                dirty.add(key)
+                won += 1
+            deletes = [(k, f) for k in dirty for f in (CT_FIELD, *b.fields)
+                       if f not in stored[k]]
+            self._save(con, {k: stored[k] for k in dirty}, deletes, expiry_ms(plan))
+        return won
+
+    def write_tiles(self, plan: ViewPlan, hop: int, table: pa.Table) -> int:
+        if table.num_rows == 0:
+            return 0
+        batch = prepare_tiles(plan, hop, table)
+        groups = batch.by_key()
+        with self._tx() as con:
+            hashes = {k: {f"{hop}:{s}": v.encode() for s, v in tiles}
+                      for k, tiles in groups.items()}
+            self._save(con, hashes, [], expiry_ms(plan))
+            self._prune(con, list(groups), hop, prune_span(plan, hop))
+        return len(batch.keys)
+
+    def merge_tiles(self, plan: ViewPlan, hop: int, table: pa.Table,
+                    guard: SeqGuard | None = None) -> int:
+        if table.num_rows == 0:
+            return 0
+        batch = prepare_tiles(plan, hop, table)
+        codec = batch.codec
+        specs = [p.spec for p in codec.partials]
+        groups = batch.by_key()
+        with self._tx() as con:
+            if guard is not None:
+                seqs = self._load(con, list(groups), [guard.field])
+                groups = {k: t for k, t in groups.items()
+                          if guard.field not in seqs[k] or int(seqs[k][guard.field]) < guard.seq}
+            stored = self._load(con, list(groups), prefix=f"{hop}:")
+            for key, tiles in groups.items():
+                h = stored[key]
+                for start, delta in tiles:
+                    field = f"{hop}:{start}"
+                    old = codec.decode(h.get(field))
+                    new = codec.decode(delta.encode())
+                    merged = [merge(s, a, d) for s, a, d in zip(specs, old, new, strict=True)]
+                    h[field] = codec.encode(merged).encode()
+                if guard is not None:
+                    h[guard.field] = str(guard.seq).encode()
+            self._save(con, {k: stored[k] for k in groups}, [], expiry_ms(plan))
+            self._prune(con, list(groups), hop, prune_span(plan, hop))
+        return len(groups)
+
+    def _prune(self, con: sqlite3.Connection, keys: list[str], hop: int, span: int) -> None:
+        dead = []
+        for key, h in self._load(con, keys, prefix=f"{hop}:").items():
+            starts = {f: int(f.split(":", 1)[1]) for f in h}
+            if starts:
+                newest = max(starts.values())
+                dead += [(key, f) for f, s in starts.items() if s < newest - span]
+        con.executemany("DELETE FROM braid_online WHERE key = ? AND field = ?", dead)
+
+    def gc(self, now_ms: int | None = None) -> int:
+        """Delete keys whose expiry passed; returns how many keys were removed."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        with self._tx() as con:
+            con.execute("DELETE FROM braid_online WHERE key IN (SELECT key FROM "
+                        "braid_online_expiry WHERE expires_at <= ?)", (now,))
+            return con.execute("DELETE FROM braid_online_expiry WHERE expires_at <= ?",
+                               (now,)).rowcount
+
+    # ------------------------------------------------------------------ reads
+
+    def fetch(self, requests: Sequence[FieldRequest]) -> list[list[bytes | None]]:
+        keys = list(dict.fromkeys(k for k, _ in requests))
+        fields = list(dict.fromkeys(f for _, fs in requests for f in fs))
+        found = self._load(self._con(), keys, fields if len(fields) <= _CHUNK else None)
+        return [[found[k].get(f) for f in fs] for k, fs in requests]
+
+    def read_hash(self, key: str) -> dict[str, bytes]:
+        return self._load(self._con(), [key])[key]
+
+    def close(self) -> None:
+        with self._lock:
+            for con in self._all:
+                con.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+def _marks(items: Sequence[object]) -> str:
+    return ",".join("?" * len(items))
+
+
+def _row_order(h: Hash, fields: Sequence[str]) -> tuple[int, int, bytes]:
+    """(ts, created, canonical value) of a stored row, missing created lowest."""
+    ct = int(h[CT_FIELD]) if CT_FIELD in h else MISSING_CREATED
+    return int(h[TS_FIELD]), ct, canonical([h.get(f) for f in fields])
