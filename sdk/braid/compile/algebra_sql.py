@@ -148,7 +148,9 @@ def merge(p: PartialPlan, d: Dialect, group_mean: exp.Expr | None = None,
         return _latest(d, cols, not_null(cols[0]))
     assert group_mean is not None, "a CHAN merge needs the group mean (chan_group_mean)"
     n, mean, m2 = cols
-    dev = exp.Sub(this=mean, expression=group_mean)
+    # Parenthesized: sqlglot renders a built tree as is, so Mul(Sub, Sub) would print
+    # `n * mean - gm * mean - gm` (found by the conformance suite).
+    dev = exp.Paren(this=exp.Sub(this=mean, expression=group_mean))
     spread = exp.Mul(this=as_double(n.copy()), expression=exp.Mul(this=dev, expression=dev.copy()))
     return [
         as_bigint(exp.Sum(this=n.copy())),
