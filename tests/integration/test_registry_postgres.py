@@ -69,6 +69,25 @@ def test_a_second_registry_sees_applied_state(url: str, tmp_path: Path) -> None:
             repo.plan("user_txn_stats").namespace
 
 
+def test_concurrent_backfill_ranges_are_not_lost(url: str) -> None:
+    # each thread has its own engine (own connections), like separate braid processes
+    from concurrent.futures import ThreadPoolExecutor
+
+    registries = [Registry(url) for _ in range(4)]
+    registries[0].add_backfilled_range("t4", "ns", 0, 1)  # the row exists: writers queue on it
+
+    def add(i: int) -> None:
+        reg = registries[i % 4]
+        reg.add_backfilled_range("t4", "ns", 10 * i, 10 * i + 5)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(add, range(1, 21)))
+    got = registries[0].backfilled_ranges("t4", "ns")
+    for reg in registries:
+        reg.close()
+    assert got == [(0, 1)] + [(10 * i, 10 * i + 5) for i in range(1, 21)]
+
+
 @pytest.mark.postgres
 def test_postgres_tables_and_versions_are_real(pg_url: str, tmp_path: Path) -> None:
     repo = shared.write_repo(tmp_path / "repo", project="t3")

@@ -499,6 +499,18 @@ def test_bad_urls_are_one_line_registry_errors(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_conflicting_write_is_a_registry_error(registry: Registry) -> None:
+    import sqlalchemy as sa
+    from braid.registry.tables import state
+
+    row = {"project": "t", "key": "k", "value": "1", "updated_at": 0}
+    with pytest.raises(RegistryError, match="another writer stored the same record"):
+        with registry._tx() as con:
+            con.execute(sa.insert(state).values(**row))
+            con.execute(sa.insert(state).values(**row))
+    assert registry.get_state("t", "k") is None  # the transaction was rolled back
+
+
 def test_unreachable_postgres_hides_password() -> None:
     with pytest.raises(RegistryError) as info:
         Registry("postgresql://braid:s3cret@127.0.0.1:1/nodb?connect_timeout=2")

@@ -72,12 +72,32 @@ def create_engine(url: str) -> Engine:
     else:
         kwargs["pool_pre_ping"] = True
     try:
-        return sa.create_engine(parsed, **kwargs)
+        engine = sa.create_engine(parsed, **kwargs)
     except (ImportError, sa.exc.NoSuchModuleError) as e:
         raise RegistryError(
             f"registry {safe_url(parsed)}: database driver missing ({e}); "
             "install it with `pip install 'braid[postgres]'`"
         ) from None
+    if parsed.get_backend_name() == "sqlite":
+        _immediate_transactions(engine)
+    return engine
+
+
+def _immediate_transactions(engine: Engine) -> None:
+    """Make every SQLite transaction take the write lock at BEGIN.
+
+    pysqlite's default deferred BEGIN lets two processes both read and then both try to
+    write (read-modify-write of backfilled ranges, versions): SQLite then fails one at once
+    with "database is locked", whatever the timeout. BEGIN IMMEDIATE makes the second wait.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_con: Any, _record: Any) -> None:
+        dbapi_con.isolation_level = None  # braid emits BEGIN itself
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(con: Connection) -> None:
+        con.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @contextmanager
@@ -90,6 +110,12 @@ def transaction(engine: Engine) -> Iterator[Connection]:
         reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e).splitlines()[0]
         raise RegistryError(
             f"registry database {safe_url(engine.url)} is unreachable or failed: {reason}; {_FIX}"
+        ) from None
+    except sa.exc.IntegrityError as e:
+        reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e).splitlines()[0]
+        raise RegistryError(
+            f"registry database {safe_url(engine.url)}: another writer stored the same record "
+            f"at the same time ({reason}); run the command again"
         ) from None
     except sa.exc.DBAPIError as e:
         reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e).splitlines()[0]
