@@ -1,8 +1,9 @@
 """Feature views of the fraud model."""
 
-from braid import Aggregation, Feature, FeatureView
 from entities import merchant, user
 from sources import transactions, user_profiles
+
+from braid import Aggregation, Feature, FeatureView
 
 WINDOWS = ("10m", "1h", "24h", "7d")
 

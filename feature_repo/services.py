@@ -1,8 +1,9 @@
 """What the fraud model consumes, and the labels it learns from."""
 
-from braid import FeatureService, LabelSource, LoggingConfig
 from features import merchant_risk, user_profile, user_txn_stats
 from sources import chargebacks_log
+
+from braid import FeatureService, LabelSource, LoggingConfig
 
 fraud_v1 = FeatureService(
     name="fraud_v1",

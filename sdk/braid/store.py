@@ -46,10 +46,7 @@ class FeatureStore:
     def registry(self) -> Registry:
         from braid.registry import Registry
 
-        url = self.config.registry_url
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return Registry(url)
+        return Registry.from_config(self.config)
 
     # ------------------------------------------------------------------ definitions
     def plan(self) -> PlanDiff:

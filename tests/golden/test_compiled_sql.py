@@ -11,7 +11,6 @@ import pytest
 
 from braid.compile.artifacts import render_artifacts
 from braid.repo import load_repo
-
 from tests.conftest import EXAMPLE_REPO
 
 GOLDEN = Path(__file__).parent / "compiled"

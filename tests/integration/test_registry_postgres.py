@@ -14,6 +14,7 @@ from types import ModuleType
 
 import pytest
 import sqlalchemy as sa
+
 from braid.errors import RegistryError
 from braid.registry import Registry
 

@@ -41,7 +41,9 @@ def test_default_names_keep_the_window_as_written() -> None:
 
 
 def test_definitions_are_frozen() -> None:
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         user.name = "other"  # type: ignore[misc]
 
 
@@ -79,8 +81,8 @@ def test_bad_views_name_the_problem(kwargs: dict[str, object], message: str) -> 
 
 
 def test_expression_errors_are_expression_errors() -> None:
-    from braid.expr import compile_expression
     from braid.dtypes import DType
+    from braid.expr import compile_expression
 
     with pytest.raises(ExpressionError, match=r"at 'DATE_TRUNC"):
         compile_expression("date_trunc('day', ts)", {"ts": DType.TIMESTAMP}, "view 'v'")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from braid.errors import RegistryError
 from braid.registry import PlanDiff, Registry, merge_intervals
 from braid.repo import Repo, load_repo
@@ -501,6 +502,7 @@ def test_bad_urls_are_one_line_registry_errors(tmp_path: Path) -> None:
 
 def test_conflicting_write_is_a_registry_error(registry: Registry) -> None:
     import sqlalchemy as sa
+
     from braid.registry.tables import state
 
     row = {"project": "t", "key": "k", "value": "1", "updated_at": 0}

@@ -9,7 +9,6 @@ import pytest
 from braid.config import load_config
 from braid.errors import RepoError
 from braid.repo import load_repo
-
 from tests.conftest import EXAMPLE_REPO
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, field_validator, model_validator
+from pydantic import ConfigDict, field_serializer, field_validator, model_validator
 
 from braid.definitions.base import Definition, Duration, check_name
 from braid.definitions.sources import Source, source_schema
@@ -55,6 +55,19 @@ class FeatureService(Definition):
             if isinstance(item, str) and item.count(":") != 1:
                 raise ValueError(f"feature reference {item!r} must look like 'view:feature'")
         return v
+
+    @field_serializer("features")
+    def _features_by_reference(self, items: list[Any]) -> list[str]:
+        # Stored by reference: a view's cosmetic edit must not make a new service version.
+        out: list[str] = []
+        for item in items:
+            if isinstance(item, FeatureView):
+                out.append(f"{item.name}:*")
+            elif isinstance(item, FeatureViewProjection):
+                out += [f"{item.view.name}:{f}" for f in item.features]
+            else:
+                out.append(item)
+        return out
 
     def references(self, views: dict[str, FeatureView]) -> list[str]:
         """Resolve to "view:feature" strings, checking every name against ``views``."""
