@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from braid.algebra import ALGEBRA, MISSING_CREATED, AggFunction, OverflowError64, build, merge
+from braid.algebra import MISSING_CREATED, AggFunction, OverflowError64, build, merge
 from braid.definitions import Aggregation, BatchSource, Entity, Feature, FeatureView
 from braid.errors import EntityKeyError
 from braid.online import FeatureStatus, OnlineReader, OnlineStore, SeqGuard, SqliteOnlineStore
@@ -70,7 +70,7 @@ def rows(*items: dict[str, Any]) -> pa.Table:
     cols = ["user_id", "_ts", "_ct", "amount", "n_items", "city", "vip"]
     types = [pa.int64(), pa.int64(), pa.int64(), pa.float64(), pa.int64(), pa.string(),
              pa.bool_()]
-    return pa.table({c: pa.array([r.get(c) for r in items], t) for c, t in zip(cols, types)})
+    return pa.table({c: pa.array([r.get(c) for r in items], t) for c, t in zip(cols, types, strict=True)})
 
 
 def reader(store: OnlineStore, plan: ViewPlan, *names: str) -> OnlineReader:
@@ -85,7 +85,7 @@ def tiles_table(plan: ViewPlan, hop: int, entries: list[tuple[int, int, list[Any
         "tile_start": pa.array([e[1] for e in entries], pa.int64()),
     }
     for i, p in enumerate(partials):
-        for j, (col, dtype) in enumerate(zip(p.columns, p.field_types)):
+        for j, (col, dtype) in enumerate(zip(p.columns, p.field_types, strict=True)):
             vals = [None if e[2][i] is None else e[2][i][j] for e in entries]
             data[col] = pa.array(vals, dtype.arrow if dtype != "timestamp" else pa.int64())
     return pa.table(data)
@@ -280,7 +280,7 @@ def test_merge_tiles_matches_python_merge(store: OnlineStore, plan: ViewPlan) ->
                 delta = random_partials(plan, H, rng, n=rng.randrange(0, 4))
                 cur = want.get((uid, j), [None] * len(delta))
                 want[(uid, j)] = [merge(p.spec, a, d)
-                                  for p, a, d in zip(codec.partials, cur, delta)]
+                                  for p, a, d in zip(codec.partials, cur, delta, strict=True)]
                 entries.append((uid, T0 + j * H, delta))
         store.merge_tiles(plan, H, tiles_table(plan, H, entries))
     prefix = key_prefix(plan)
