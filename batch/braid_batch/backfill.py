@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+from sqlglot import exp
+
 from braid.algebra import MISSING_CREATED
 from braid.compile.algebra_sql import CT, TS, col, lit
 from braid.compile.dialect import DUCKDB
@@ -30,8 +32,6 @@ from braid.errors import StoreError
 from braid.plan import ViewPlan
 from braid.repo import Repo
 from braid.timeutil import DAY
-from sqlglot import exp
-
 from braid_batch.offline import TILE_START, OfflineStore, row_schema, tile_schema
 from braid_batch.sources import SourceInfo, source_info
 
@@ -172,7 +172,9 @@ class _ViewJob:
             table = self._fetch(q).cast(tile_schema(self.plan, hop))
             ts = table.column(TILE_START)
             for day in range(a // DAY, b // DAY):
-                end = (day + 1) * DAY if cutoff is None else min((day + 1) * DAY, cutoff)
+                # a written tile is complete, so coverage ends at the end of the last one
+                end = (day + 1) * DAY if cutoff is None else min(
+                    (day + 1) * DAY, -(-cutoff // hop) * hop)
                 if end <= day * DAY:
                     break
                 part = _slice(table, ts, day)

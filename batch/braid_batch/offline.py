@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+from sqlglot import exp
+
 from braid.compile.algebra_sql import CT, TS, col, lit
 from braid.compile.dialect import DUCKDB
 from braid.dtypes import DType
@@ -38,7 +40,6 @@ from braid.errors import StoreError
 from braid.expr import cast_type
 from braid.plan import ViewPlan
 from braid.timeutil import DAY, tile_start
-from sqlglot import exp
 
 if TYPE_CHECKING:
     from braid.repo import Repo
@@ -102,7 +103,7 @@ def value_key(plan: ViewPlan, prefix: str = "") -> exp.Expression:
     The projections rendered as VARCHAR (NULL as the empty string), joined by the unit
     separator U+001F, compared bytewise: greatest wins (DESIGN §4.1).
     """
-    parts: list[exp.Expression] = [exp.Literal.string("\x1f")]
+    parts: list[exp.Expression] = [exp.Anonymous(this="chr", expressions=[lit(31)])]
     for p in plan.projections:
         c = col(prefix + p.name)
         parts.append(exp.Coalesce(this=exp.Cast(this=c, to=exp.DataType.build("VARCHAR")),

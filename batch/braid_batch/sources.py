@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import duckdb
+from sqlglot import exp
+
 from braid.compile.algebra_sql import TS, col, lit
 from braid.compile.dialect import DUCKDB
 from braid.compile.duckdb import DuckDBCompiler, tile_start_expr
 from braid.errors import StoreError
 from braid.plan import ViewPlan
 from braid.timeutil import DAY
-from sqlglot import exp
 
 LATE = "_late"
 INGESTED_AT = "_ingested_at"
@@ -103,8 +104,8 @@ class SourceInfo:
 
 def source_info(con: duckdb.DuckDBPyConnection, plan: ViewPlan, relation: exp.Expression,
                 include_late: bool, start: int | None = None,
-                end: int | None = None) -> SourceInfo:
-    """Describe the source and scan its event histogram over [start, end).
+                end: int | None = None, scan: bool = True) -> SourceInfo:
+    """Describe the source and (if ``scan``) count its events per day over [start, end).
 
     Raises:
         StoreError: the source cannot be read.
@@ -116,6 +117,7 @@ def source_info(con: duckdb.DuckDBPyConnection, plan: ViewPlan, relation: exp.Ex
                          f"({str(e).splitlines()[0]})") from e
     columns = {n: str(t) for n, t in zip(described.columns, described.types, strict=True)}
     info = SourceInfo(plan, relation, columns, include_late)
-    info.scan(con, start, end)
+    if scan:
+        info.scan(con, start, end)
     return info
 

@@ -1,0 +1,127 @@
+"""Entity dataframes: read, checked and loaded into DuckDB once per request (DESIGN §4.0, §12).
+
+Accepted inputs: a pandas DataFrame, an Arrow table, a Parquet path, or a DuckDB SQL query.
+The timestamp column must be zone-aware (or int64 epoch ms); entity keys must be integers or
+strings as their entities declare. The loaded table keeps every input column and adds
+``__braid_row`` (input order) and ``__braid_t`` (epoch ms).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlglot import exp
+
+from braid.compile.algebra_sql import col
+from braid.compile.dialect import DUCKDB
+from braid.dtypes import DType
+from braid.errors import EntityKeyError, TimestampError
+
+ROW = "__braid_row"
+T = "__braid_t"
+ENTITY_TABLE = "__braid_entities"
+_INPUT = "__braid_entity_input"
+
+EntityInput = Any  # pandas.DataFrame | pyarrow.Table | str | Path
+
+
+def to_arrow(entity_df: EntityInput, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The entity rows as an Arrow table (a string ending in .parquet is a path, else SQL)."""
+    if isinstance(entity_df, pa.Table):
+        return entity_df
+    if isinstance(entity_df, Path) or (
+        isinstance(entity_df, str) and entity_df.strip().lower().endswith(".parquet")
+    ):
+        return pq.read_table(entity_df)
+    if isinstance(entity_df, str):
+        import sqlglot
+
+        tree = sqlglot.parse_one(entity_df, read="duckdb")
+        return con.sql(DUCKDB.render(tree)).to_arrow_table()
+    if hasattr(entity_df, "to_arrow") and not hasattr(entity_df, "iloc"):
+        return entity_df.to_arrow()  # polars and friends
+    try:
+        return pa.Table.from_pandas(entity_df, preserve_index=False)
+    except (TypeError, ValueError, pa.ArrowException) as e:
+        raise EntityKeyError(
+            f"entity_df: cannot read a {type(entity_df).__name__} ({e}); pass a pandas "
+            "DataFrame, an Arrow table, a Parquet path or a SQL query"
+        ) from e
+
+
+def check_timestamp(table: pa.Table, column: str) -> None:
+    """Refuse a missing, zone-less or non-time timestamp column.
+
+    Raises:
+        TimestampError: naming the column and the fix.
+    """
+    if column not in table.column_names:
+        raise TimestampError(
+            f"entity_df has no timestamp column '{column}' (columns: "
+            f"{', '.join(table.column_names)}); add it or pass timestamp_column="
+        )
+    t = table.schema.field(column).type
+    if pa.types.is_timestamp(t):
+        if t.tz is None:
+            raise TimestampError(
+                f"entity_df column '{column}' has no time zone; braid refuses naive times: "
+                f"use df['{column}'] = df['{column}'].dt.tz_localize(\"UTC\")"
+            )
+        return
+    if not pa.types.is_integer(t):
+        raise TimestampError(
+            f"entity_df column '{column}' is {t}; expected a zone-aware timestamp or int64 "
+            "epoch milliseconds"
+        )
+
+
+def check_keys(table: pa.Table, keys: dict[str, DType], view: str) -> None:
+    """Every key present with an integer (int64 key) or string (string key) type.
+
+    Raises:
+        EntityKeyError: naming the column, its type and the expected one.
+    """
+    for key, dtype in keys.items():
+        if key not in table.column_names:
+            raise EntityKeyError(
+                f"entity_df lacks key column '{key}' of view '{view}' (columns: "
+                f"{', '.join(table.column_names)})"
+            )
+        t = table.schema.field(key).type
+        ok = pa.types.is_integer(t) if dtype == DType.INT64 else (
+            pa.types.is_string(t) or pa.types.is_large_string(t))
+        if not ok:
+            raise EntityKeyError(
+                f"entity_df key column '{key}' is {t} but view '{view}' expects {dtype}; "
+                f"cast it, e.g. df['{key}'].astype('{'int64' if dtype == DType.INT64 else 'str'}')"
+            )
+
+
+def load(con: duckdb.DuckDBPyConnection, table: pa.Table, timestamp_column: str) -> int:
+    """Create the temp table of entity rows; returns the number of rows."""
+    for reserved in (ROW, T):
+        if reserved in table.column_names:
+            raise EntityKeyError(f"entity_df column '{reserved}' is reserved by braid; rename it")
+    table = table.append_column(ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    con.register(_INPUT, table)
+    ts = col(timestamp_column)
+    if pa.types.is_timestamp(table.schema.field(timestamp_column).type):
+        t: exp.Expression = exp.Anonymous(this="epoch_ms", expressions=[
+            exp.Cast(this=ts, to=exp.DataType.build("TIMESTAMPTZ"))])
+    else:
+        t = exp.Cast(this=ts, to=exp.DataType.build("BIGINT"))
+    sel = exp.select(exp.Star(), exp.alias_(t, T, quoted=True)).from_(exp.to_identifier(_INPUT))
+    con.execute(f'CREATE OR REPLACE TEMP TABLE "{ENTITY_TABLE}" AS {DUCKDB.render(sel)}')
+    con.unregister(_INPUT)
+    return table.num_rows
+
+
+def time_span(con: duckdb.DuckDBPyConnection) -> tuple[int, int] | None:
+    """Min and max ``__braid_t`` of the loaded entity rows (None if there are none)."""
+    row = con.sql(f'SELECT min("{T}"), max("{T}") FROM "{ENTITY_TABLE}"').fetchall()[0]
+    return None if row[0] is None else (int(row[0]), int(row[1]))
