@@ -101,7 +101,7 @@ def write(store: RedisOnlineStore, plan: ViewPlan, n: int, tile_entities: int) -
     table = pa.table({"user_id": np.arange(tile_entities), "tile_start": np.full(
         tile_entities, NOW // hop * hop)} | {
         c: (np.ones(tile_entities, np.int64) if d == "int64" else np.ones(tile_entities))
-        for p in TileCodec(plan, hop).partials for c, d in zip(p.columns, p.field_types)})
+        for p in TileCodec(plan, hop).partials for c, d in zip(p.columns, p.field_types, strict=True)})
     store.merge_tiles(plan, hop, table)
     dt = time.perf_counter() - t
     print(f"merge_tiles: {tile_entities:,} tiles in {dt:.2f}s = {tile_entities / dt:,.0f} "

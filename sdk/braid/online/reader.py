@@ -13,11 +13,20 @@ Semantics at ``t = now``:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from braid.algebra import Spec, finalize, merge
+from braid.algebra import (
+    INT64_MAX,
+    Merge,
+    OverflowError64,
+    Partial,
+    Spec,
+    chan,
+    finalize,
+    merge,
+)
 from braid.dtypes import DType
 from braid.errors import EntityKeyError, UnknownFeatureError, close_matches
 from braid.online.base import FieldRequest, OnlineStore
@@ -44,6 +53,78 @@ class _Agg:
     spec: Spec
     input_type: DType | None
     default: Any
+    codec: TileCodec
+
+    def __post_init__(self) -> None:
+        lo, hi = self.codec.slices[self.index]
+        self.lo, self.hi = lo, hi
+        self.decoders = self.codec.decoders[self.index]
+        merge_kind = self.spec.merge
+        self.fold: Callable[[list[list[bytes] | None]], Partial] = self._fold_generic
+        if merge_kind in (Merge.MIN, Merge.MAX):
+            self.fold = self._fold_min if merge_kind == Merge.MIN else self._fold_max
+        elif merge_kind == Merge.SUM and hi - lo <= 2:
+            self.fold = self._fold_sum1 if hi - lo == 1 else self._fold_sum2
+        elif merge_kind == Merge.CHAN:
+            self.fold = self._fold_chan
+
+    def _fold_generic(self, tiles: list[list[bytes] | None]) -> Partial:
+        acc: Partial = None
+        for parts in tiles:
+            if parts is not None:
+                acc = merge(self.spec, acc, self.codec.decode_one(parts, self.index))
+        return acc
+
+    def _values(self, tiles: list[list[bytes] | None]) -> list[Any]:
+        dec, lo = self.decoders[0], self.lo
+        return [dec(p[lo]) for p in tiles if p is not None and p[lo]]
+
+    def _fold_min(self, tiles: list[list[bytes] | None]) -> Partial:
+        vals = self._values(tiles)
+        return (min(vals),) if vals else None
+
+    def _fold_max(self, tiles: list[list[bytes] | None]) -> Partial:
+        vals = self._values(tiles)
+        return (max(vals),) if vals else None
+
+    # The folds below are the algebra's merges of DESIGN §5 applied left to right (oldest
+    # tile first, as merge_all does), minus the per-call dispatch of ``algebra.merge``.
+
+    def _fold_sum1(self, tiles: list[list[bytes] | None]) -> Partial:
+        dec, lo = self.decoders[0], self.lo
+        acc: Any = None
+        for p in tiles:
+            if p is not None and p[lo]:
+                acc = dec(p[lo]) if acc is None else acc + dec(p[lo])
+        return None if acc is None else _checked((acc,), self.spec)
+
+    def _fold_sum2(self, tiles: list[list[bytes] | None]) -> Partial:
+        (d0, d1), lo = self.decoders, self.lo
+        a0: Any = None
+        a1: Any = None
+        for p in tiles:
+            if p is not None and p[lo]:
+                if a0 is None:
+                    a0, a1 = d0(p[lo]), d1(p[lo + 1])
+                else:
+                    a0, a1 = a0 + d0(p[lo]), a1 + d1(p[lo + 1])
+        return None if a0 is None else _checked((a0, a1), self.spec)
+
+    def _fold_chan(self, tiles: list[list[bytes] | None]) -> Partial:
+        lo = self.lo
+        acc: tuple[Any, ...] | None = None
+        for p in tiles:
+            if p is not None and p[lo]:
+                x = (int(p[lo]), float(p[lo + 1]), float(p[lo + 2]))
+                acc = x if acc is None else chan(acc, x)
+        return acc
+
+
+def _checked(state: tuple[Any, ...], spec: Spec) -> tuple[Any, ...]:
+    for v in state:
+        if isinstance(v, int) and not -(2**63) <= v <= INT64_MAX:
+            raise OverflowError64(f"{spec.function} over the window overflowed int64 ({v})")
+    return state
 
 
 @dataclass
@@ -149,7 +230,7 @@ class OnlineReader:
                     hop = view.hops[a.hop] = _Hop(a.hop, TileCodec(plan, a.hop))
                 index = hop.codec.partials.index(a.partial)
                 hop.aggs.append(_Agg(slot, index, a.tiles, a.partial.spec,
-                                     a.partial.input_type, a.default))
+                                     a.partial.input_type, a.default, hop.codec))
                 hop.span = max(hop.span, a.tiles)
                 self.dtypes.append(a.dtype)
                 return
@@ -248,14 +329,10 @@ def _decode_view(view: _View, rows: list[list[bytes | None]], now_ms: int,
         for hop in view.hops.values():
             tiles = [None if t is None else t.split(b",") for t in row[at:at + hop.span]]
             at += hop.span
-            codec = hop.codec
             for agg in hop.aggs:
-                acc = None
-                found = False
-                for parts in tiles[hop.span - agg.tiles:]:
-                    if parts is not None:
-                        found = True
-                        acc = merge(agg.spec, acc, codec.decode_one(parts, agg.index))
+                window = tiles[hop.span - agg.tiles:]
+                found = any(t is not None for t in window)
+                acc = agg.fold(window) if found else None
                 value = finalize(agg.spec, acc, agg.input_type)
                 values[agg.slot][i] = agg.default if value is None else value
                 if found:
