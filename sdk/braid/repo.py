@@ -25,6 +25,7 @@ from braid.definitions import (
     source_schema,
 )
 from braid.definitions.base import Definition
+from braid.definitions.service import resolve_reference
 from braid.dtypes import DType
 from braid.errors import RepoError, UnknownFeatureError, close_matches
 from braid.plan import ViewPlan, lower
@@ -71,6 +72,27 @@ class Repo:
 
     def plans(self) -> list[ViewPlan]:
         return [self.plan(n) for n in self.views]
+
+    def refs(self, features: list[str] | None = None, service: str | None = None) -> list[str]:
+        """Resolve a request's features ("view:feature" list, or a service name) and check them.
+
+        Raises:
+            UnknownFeatureError: an unknown view, feature or service, with close matches.
+        """
+        if (features is None) == (service is None):
+            raise UnknownFeatureError("pass exactly one of features=[...] or service=...")
+        if service is not None:
+            if service not in self.services:
+                raise UnknownFeatureError(
+                    f"unknown feature service '{service}'.{close_matches(service, self.services)}"
+                )
+            return self.services[service].references(self.views)
+        assert features is not None
+        if isinstance(features, str):
+            features = [features]
+        for ref in features:
+            resolve_reference(ref, self.views)
+        return list(dict.fromkeys(features))
 
     def infer_schema(self, view: FeatureView) -> dict[str, DType]:
         """Read the column types of a view's batch source from its data with DuckDB."""

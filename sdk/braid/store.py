@@ -18,6 +18,7 @@ from braid.config import RepoConfig, load_config
 from braid.repo import Repo, load_repo
 
 if TYPE_CHECKING:
+    from braid.online import OnlineReader, OnlineResult, OnlineStore
     from braid.registry import PlanDiff, Registry
 
 
@@ -32,6 +33,7 @@ class FeatureStore:
     def __init__(self, repo_path: str | Path = "feature_repo", config: RepoConfig | None = None):
         self.root = Path(repo_path)
         self.config = config or load_config(self.root)
+        self._readers: dict[tuple[tuple[str, ...], bool], OnlineReader] = {}
 
     @cached_property
     def repo(self) -> Repo:
@@ -74,3 +76,55 @@ class FeatureStore:
     def describe(self, name: str) -> dict[str, Any]:
         """Everything known about a view (or other object): schema, versions, lineage."""
         return self.registry.describe(self.project, name)
+
+    # ------------------------------------------------------------------ online
+    @cached_property
+    def online(self) -> OnlineStore:
+        """The online store of ``braid.yaml`` (SQLite file, or Redis at its URL)."""
+        cfg = self.config.online_store
+        if cfg.type == "redis":
+            from braid.online import RedisOnlineStore
+
+            if not cfg.url:
+                from braid.errors import StoreError
+
+                raise StoreError("online_store.type is redis but no url; set online_store.url "
+                                 "in braid.yaml or BRAID_REDIS_URL")
+            return RedisOnlineStore(cfg.url)
+        from braid.online import SqliteOnlineStore
+
+        path = self.config.resolve(cfg.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteOnlineStore(path)
+
+    def get_online_features(self, entity_rows: list[dict[str, Any]],
+                            features: list[str] | None = None, service: str | None = None,
+                            now: int | None = None,
+                            full_feature_names: bool = False) -> OnlineResult:
+        """Feature values at ``now`` (epoch ms; default: the clock) for each entity row.
+
+        One pipelined round trip for all views. The read plan is built once per feature list
+        and cached, so the hot path does no resolution.
+
+        Example:
+            >>> store.get_online_features([{"user_id": 1}], service="fraud_v1").to_dict()
+        """
+        key = (tuple(features) if features else (f"@{service}",), full_feature_names)
+        reader = self._readers.get(key)
+        if reader is None:
+            reader = self._build_reader(features, service, full_feature_names)
+            self._readers[key] = reader
+        if now is None:
+            import time
+
+            now = int(time.time() * 1000)
+        return reader.read(entity_rows, now)
+
+    def _build_reader(self, features: list[str] | None, service: str | None,
+                      full_feature_names: bool) -> OnlineReader:
+        from braid.online import OnlineReader
+
+        refs = self.repo.refs(features, service)
+        views = {r.split(":", 1)[0] for r in refs}
+        plans = {v: self.repo.plan(v) for v in views}
+        return OnlineReader.from_refs(self.online, plans, refs, full_feature_names)
