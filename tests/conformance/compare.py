@@ -9,7 +9,7 @@ from braid.algebra import AggFunction, Merge
 from braid.dtypes import DType
 from braid.equality import log_stats, values_equal
 from braid.plan import PartialPlan, ViewPlan
-from braid.reference import Key, TileKey, prepare_events, window_values
+from braid.reference import Key, TileKey, prepare_events, window_events
 from braid.timeutil import tile_start
 
 
@@ -33,14 +33,19 @@ def assert_features_equal(plan: ViewPlan, events: Sequence[Mapping[str, Any]],
                           label: str = "") -> None:
     """Every feature of every query equal under §4.8, with bounds from the window's log."""
     assert len(got) == len(expected) == len(queries), label
+    prepared = prepare_events(plan, events)
+    aggs = {a.name: a for a in plan.aggregations}
     for (key, t), g, e in zip(queries, got, expected, strict=True):
         assert set(g) == set(e) == set(plan.feature_names), (label, key, t, g, e)
         for name in plan.feature_names:
             where = f"{label} key={key} t={t}"
             _check_int_type(plan, name, g[name], where)
             function = feature_function(plan, name)
-            stats = (log_stats(window_values(plan, events, tuple(key), t, name, as_of_known))
-                     if function is not None else (0, 0.0, 0.0, 0.0))
+            stats = (0, 0.0, 0.0, 0.0)
+            if name in aggs:
+                a = aggs[name]
+                window = window_events(a, prepared, tuple(key), t, as_of_known)
+                stats = log_stats([x.inputs[a.partial.input] for x in window])
             assert values_equal(function, g[name], e[name], *stats), (
                 f"{where} {name}: got {g[name]!r}, expected {e[name]!r} (log stats {stats})"
             )
