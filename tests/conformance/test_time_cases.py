@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from braid.reference import reference_features, reference_tiles
 
+from braid.reference import reference_features, reference_tiles
 from tests.conformance.compare import assert_features_equal, assert_tiles_equal
 from tests.conformance.duck_engine import DuckRun
 from tests.golden.time_cases import TimeCase, load_cases
