@@ -41,6 +41,7 @@ from braid.compile.flink_source import (
     render_view,
     with_options,
 )
+from braid.dtypes import DType
 from braid.plan import SourcePlan, ViewPlan
 from braid.timeutil import DAY
 
@@ -97,6 +98,17 @@ def tiles_topic(plan: ViewPlan) -> str:
 
 def tiles_table(plan: ViewPlan) -> str:
     return f"braid_tiles__{plan.name}"
+
+
+def partial_columns(plan: ViewPlan) -> dict[str, DType]:
+    """The value columns of a view's tiles topic: every partial column of every hop, once.
+
+    A partial kept at two hops has the same columns; its rows differ by ``hop``.
+    """
+    out: dict[str, DType] = {}
+    for p in plan.partials:
+        out.update(zip(p.columns, p.field_types, strict=True))
+    return out
 
 
 def skip_reason(plan: ViewPlan) -> str | None:
@@ -193,8 +205,7 @@ class FlinkCompiler:
         """The upsert-kafka sink of a view's tiles: key = entity keys, hop, tile_start."""
         cols = [(k, FLINK_TYPES[t] + " NOT NULL") for k, t in plan.entity_keys]
         cols += [(HOP, "BIGINT NOT NULL"), (TILE_START, "BIGINT NOT NULL")]
-        for p in plan.partials:
-            cols += [(c, FLINK_TYPES[t]) for c, t in zip(p.columns, p.field_types, strict=True)]
+        cols += [(c, FLINK_TYPES[t]) for c, t in partial_columns(plan).items()]
         pk = ", ".join(ident(c) for c in [*plan.key_names, HOP, TILE_START])
         body = ",\n  ".join(f"{ident(n)} {t}" for n, t in cols)
         options = {
@@ -235,14 +246,14 @@ class FlinkCompiler:
         cutoff = self.cutoffs.get((plan.name, hop))
         if cutoff is not None:
             staged = staged.where(exp.GTE(this=tile_start_expr(hop), expression=A.lit(cutoff)))
-        mine = set(plan.partials_for_hop(hop))
+        built: dict[str, exp.Expression] = {}
+        for p in plan.partials_for_hop(hop):
+            built.update(zip(p.columns, A.build(p, FLINK), strict=True))
         cols: list[exp.Expression] = [*keys, exp.alias_(A.as_bigint(A.lit(hop)), HOP, quoted=True),
                                       A.col(TILE_START)]
-        for p in plan.partials:
-            exprs = (A.build(p, FLINK) if p in mine else
-                     [exp.Cast(this=exp.Null(), to=exp.DataType.build(FLINK_TYPES[t]))
-                      for t in p.field_types])
-            cols += [exp.alias_(e, c, quoted=True) for c, e in zip(p.columns, exprs, strict=True)]
+        for c, t in partial_columns(plan).items():
+            e = built.get(c, exp.Cast(this=exp.Null(), to=exp.DataType.build(FLINK_TYPES[t])))
+            cols.append(exp.alias_(e, c, quoted=True))
         return (exp.select(*cols).from_(staged.subquery("t"))
                 .group_by(*[k.copy() for k in keys], A.col(TILE_START)))
 
