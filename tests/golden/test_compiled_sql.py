@@ -14,7 +14,7 @@ from braid.repo import load_repo
 from tests.conftest import EXAMPLE_REPO
 
 GOLDEN = Path(__file__).parent / "compiled"
-ARTIFACTS = render_artifacts(load_repo(EXAMPLE_REPO))
+ARTIFACTS = render_artifacts(load_repo(EXAMPLE_REPO), bootstrap="localhost:9092")
 
 
 @pytest.mark.parametrize("rel", sorted(ARTIFACTS))

@@ -11,7 +11,7 @@ from braid.repo import Repo
 TARGETS = ("duckdb", "flink")
 
 
-def render_artifacts(repo: Repo, target: str = "all") -> dict[str, str]:
+def render_artifacts(repo: Repo, target: str = "all", bootstrap: str | None = None) -> dict[str, str]:
     """Relative path -> file content for every view and target.
 
     Paths in the DuckDB files are written relative to the repository root (the SQL is run
@@ -25,18 +25,17 @@ def render_artifacts(repo: Repo, target: str = "all") -> dict[str, str]:
             if plan.offline:
                 out[f"duckdb/{plan.name}.sql"] = DuckDBCompiler(plan).script(Path("."))
     if target in ("flink", "all"):
-        flink = _flink_statement_set(repo)
+        flink = _flink_statement_set(repo, bootstrap or repo.config.kafka.bootstrap
+                                     or "localhost:9092")
         if flink is not None:
             out[f"flink/{repo.project}.sql"] = flink
     return out
 
 
-def _flink_statement_set(repo: Repo) -> str | None:
-    try:
-        from braid.compile.flink import compile_project
-    except ImportError:  # the Flink compiler lands separately
-        return None
-    return compile_project(repo)
+def _flink_statement_set(repo: Repo, bootstrap: str) -> str:
+    from braid.compile.flink import compile_project
+
+    return compile_project(repo.project, repo.plans(), bootstrap)
 
 
 def write_artifacts(repo: Repo, target: str, out: Path) -> list[Path]:

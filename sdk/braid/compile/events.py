@@ -11,6 +11,7 @@ from sqlglot import exp
 
 from braid.compile.algebra_sql import CT, TS, as_bigint, col, missing_created, not_null
 from braid.dtypes import DType
+from braid.expr import cast_type
 from braid.plan import SourcePlan, ViewPlan
 
 
@@ -56,7 +57,12 @@ def event_columns(plan: ViewPlan, source: SourcePlan,
         out.append(exp.alias_(p.expr.tree.copy(), f"p__{p.name}", quoted=True))
     for name, typed in plan.inputs:
         if typed is not None:
-            out.append(exp.alias_(typed.tree.copy(), name, quoted=True))
+            # Inputs carry braid's declared type: a literal like 1 is INT in Flink, whose
+            # SUM(INT) stays 32-bit (STACK.md).
+            tree = typed.tree.copy()
+            if typed.dtype in (DType.INT64, DType.FLOAT64) and not isinstance(tree, exp.Column):
+                tree = exp.Cast(this=tree, to=cast_type(typed.dtype))
+            out.append(exp.alias_(tree, name, quoted=True))
     return out
 
 
