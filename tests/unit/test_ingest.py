@@ -4,9 +4,12 @@ and batches, the dead-letter record shape."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import random
+from pathlib import Path
 
 import orjson
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -19,7 +22,8 @@ from braid_streaming.ingest import (
     default_key_fields,
     dlq_topic,
 )
-from braid_streaming.log import Record
+from braid_streaming.log import LocalLog, Record, partition_for
+from braid_streaming.push import PushError, PushReport, push
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 NOW = T0 + 3_600_000
@@ -254,3 +258,84 @@ def test_int64_time_field_accepts_iso_and_stays_int() -> None:
                  ingest_time_ms=NOW)
     assert res.table["ts"].type == pa.int64()
     assert res.table["ts"].to_pylist() == [10, -5]
+
+
+# ------------------------------------------------------------------ push
+def _read_all(log: object, topic: str) -> list[Record]:
+    ends = log.end_offsets(topic)  # type: ignore[attr-defined]
+    return [r for p, end in ends.items() for r in log.read_range(topic, p, 0, end)]  # type: ignore[attr-defined]
+
+
+def test_push_round_trips_through_the_decoder(tmp_path: Path) -> None:
+    log = LocalLog(tmp_path)
+    rows = [
+        {"user_id": 7, "ts": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "amount": 1},
+        {"user_id": 8, "ts": "2026-01-01T01:00:00+01:00", "merchant": "m", "flag": False},
+        {"user_id": 7, "ts": T0 + 5, "amount": 2.5},
+    ]
+    report = push(log, SOURCE, rows)
+    assert report == PushReport("transactions", 3, ("user_id",), T0, T0 + 5)
+    assert log.partitions("transactions") == SOURCE.partitions
+    recs = _read_all(log, "transactions")
+    assert sorted(r.timestamp_ms for r in recs) == [T0, T0, T0 + 5]
+    for r in recs:
+        assert r.key == orjson.dumps({"user_id": orjson.loads(r.value)["user_id"]})
+        assert r.partition == partition_for(r.key, 2)  # type: ignore[arg-type]
+    res = decode(SOURCE, sorted(recs, key=lambda r: (r.partition, r.offset)),
+                 ingest_time_ms=NOW)
+    assert res.counts == {"accepted": 3}
+    got = sorted(zip(res.table["user_id"].to_pylist(), res.table["amount"].to_pylist(),
+                     strict=True), key=str)
+    assert got == sorted([(7, 1.0), (8, None), (7, 2.5)], key=str)
+
+
+def test_push_accepts_pandas_and_arrow(tmp_path: Path) -> None:
+    log = LocalLog(tmp_path)
+    df = pd.DataFrame({"user_id": [1, 2], "amount": [1.5, float("nan")],
+                       "ts": pd.to_datetime([T0, T0 + 1], unit="ms").tz_localize("UTC")})
+    assert push(log, SOURCE, df).records == 2
+    assert push(log, SOURCE, pa.Table.from_pandas(df)).records == 2
+    values = [orjson.loads(r.value) for r in _read_all(log, "transactions")]
+    assert sorted((v["user_id"], v["ts"], v["amount"]) for v in values) == [
+        (1, T0, 1.5), (1, T0, 1.5), (2, T0 + 1, None), (2, T0 + 1, None)]
+
+
+@pytest.mark.parametrize(("row", "field", "reason"), [
+    ({"user_id": 1, "ts": dt.datetime(2026, 1, 1)}, "ts", "naive_timestamp"),
+    ({"user_id": 1, "ts": "2026-01-01T00:00:00"}, "ts", "naive_timestamp"),
+    ({"user_id": 1, "ts": "soon"}, "ts", "wrong_type"),
+    ({"user_id": 1}, "ts", "missing_field"),
+    ({"ts": T0}, "user_id", "missing_field"),
+    ({"user_id": "1", "ts": T0}, "user_id", "wrong_type"),
+    ({"user_id": True, "ts": T0}, "user_id", "wrong_type"),
+    ({"user_id": 1, "ts": T0, "amount": float("nan")}, "amount", "non_finite"),
+    ({"user_id": 1, "ts": T0, "flag": 1}, "flag", "wrong_type"),
+    ({"user_id": 1, "ts": T0, "colour": "red"}, "colour", "unknown_field"),
+])
+def test_push_is_all_or_nothing(tmp_path: Path, row: dict, field: str, reason: str) -> None:
+    log = LocalLog(tmp_path)
+    good = {"user_id": 5, "ts": T0}
+    with pytest.raises(PushError) as info:
+        push(log, SOURCE, [good, row, good, row])
+    err = info.value
+    assert (err.row, err.field, err.reason, err.bad_rows) == (1, field, reason, 2)
+    assert "nothing was pushed" in str(err)
+    if reason == "naive_timestamp":
+        assert "tz_localize" in str(err)
+    assert not log.topic_exists("transactions")
+
+
+def test_push_naive_dataframe_column_is_refused_with_the_fix(tmp_path: Path) -> None:
+    df = pd.DataFrame({"user_id": [1], "ts": pd.to_datetime([T0], unit="ms")})
+    with pytest.raises(PushError, match="tz_localize"):
+        push(LocalLog(tmp_path), SOURCE, df)
+
+
+def test_push_key_fields(tmp_path: Path) -> None:
+    log = LocalLog(tmp_path)
+    push(log, SOURCE, [{"user_id": 1, "ts": T0, "merchant": "m"}],
+         key_fields=["merchant", "user_id"])
+    (r,) = _read_all(log, "transactions")
+    assert r.key == b'{"merchant":"m","user_id":1}'
+    with pytest.raises(PushError, match="key field not in the schema"):
+        push(log, SOURCE, [], key_fields=["nope"])
