@@ -20,6 +20,12 @@ braid apply
 step "4. compile: DuckDB SQL per view and the Flink statement set"
 braid compile --out build
 
-step "5. discover: search the registry and describe a view"
-braid search "amount"
+step "5. backfill: tiles and projection rows into the offline store (Parquet)"
+braid backfill
+
+step "6. materialize: latest rows and live tiles into the online store (SQLite)"
+braid materialize
+
+step "7. discover: search the registry and describe a view"
+braid search "spending" --limit 5
 braid describe user_txn_stats

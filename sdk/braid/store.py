@@ -20,6 +20,11 @@ from braid.repo import Repo, load_repo
 if TYPE_CHECKING:
     from braid.online import OnlineReader, OnlineResult, OnlineStore
     from braid.registry import PlanDiff, Registry
+    from braid_batch.backfill import BackfillReport
+    from braid_batch.materialize import MaterializeReport
+    from braid_batch.pit import HistoricalResult
+
+Time = int | str | Any  # epoch ms, ISO 8601 with zone, or a zone-aware datetime
 
 
 class FeatureStore:
@@ -128,3 +133,66 @@ class FeatureStore:
         views = {r.split(":", 1)[0] for r in refs}
         plans = {v: self.repo.plan(v) for v in views}
         return OnlineReader.from_refs(self.online, plans, refs, full_feature_names)
+
+    # ------------------------------------------------------------------ batch
+    def backfill(self, start: Time | None = None, end: Time | None = None,
+                 views: list[str] | None = None, include_late: bool = False,
+                 progress: bool = True) -> BackfillReport:
+        """Compute tiles and projection rows into the offline store (DESIGN §6).
+
+        Ranges are widened to whole partitions, recorded in the registry (``braid describe``
+        shows coverage), and only tiles batch owns (before the view's cutoff) are written.
+        """
+        from braid_batch.backfill import backfill
+
+        reg, project = self.registry, self.project
+        return backfill(
+            self.repo, views, _ms(start, "start"), _ms(end, "end"), include_late, progress,
+            on_range=lambda ns, lo, hi: reg.add_backfilled_range(project, ns, lo, hi),
+            cutoffs=lambda plan: reg.cutoffs(project, plan.namespace),
+        )
+
+    def materialize(self, views: list[str] | None = None, now: Time | None = None,
+                    incremental: bool = False) -> MaterializeReport:
+        """Load the latest rows and live batch-owned tiles into the online store."""
+        import time
+
+        from braid_batch.materialize import materialize
+
+        reg, project = self.registry, self.project
+        now_ms = _ms(now, "now") or int(time.time() * 1000)
+        since = None
+        if incremental:
+            since = {p.namespace: m for p in self.repo.plans()
+                     if (m := reg.get_materialized(project, p.namespace)) is not None}
+        report = materialize(self.repo, self.online, views, now_ms, since,
+                             cutoffs=lambda plan: reg.cutoffs(project, plan.namespace))
+        for v in report.views:
+            reg.set_materialized(project, v.namespace, now_ms)
+        return report
+
+    def get_historical_features(self, entity_df: Any = None, features: list[str] | None = None,
+                                service: str | None = None, as_of_known: bool = False,
+                                **options: Any) -> HistoricalResult:
+        """Point-in-time correct feature values for each row of ``entity_df``.
+
+        One output row per input row, input order kept, duplicates kept, extra columns carried
+        through. ``entity_df``: pandas, Arrow, a Parquet path or a DuckDB query with the entity
+        keys and ``event_timestamp`` (zone-aware). Options: ``timestamp_column``,
+        ``include_late``, ``full_feature_names``, ``spine`` (a SpineSpec instead of entity_df).
+
+        Example:
+            >>> store.get_historical_features(df, service="fraud_v1").to_pandas()
+        """
+        from braid_batch.pit import get_historical_features
+
+        refs = self.repo.refs(features, service)
+        return get_historical_features(self.repo, entity_df, refs, as_of_known, **options)
+
+
+def _ms(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    from braid.timeutil import to_epoch_ms
+
+    return to_epoch_ms(value, what)
