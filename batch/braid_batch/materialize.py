@@ -97,7 +97,7 @@ def materialize(repo: Repo, online: OnlineStore, view_names: list[str] | None = 
             lo = (since or {}).get(plan.namespace)
             if lo is not None:
                 rel = rel.filter(f'"_ts" >= {int(lo)}')
-            for table in _batches(rel.fetch_arrow_reader(BATCH_ROWS)):
+            for table in _batches(rel.to_arrow_reader(BATCH_ROWS)):
                 online.write_rows(plan, table)  # last-write-wins: re-runs change nothing
                 done.rows += table.num_rows
                 if progress:
@@ -105,7 +105,7 @@ def materialize(repo: Repo, online: OnlineStore, view_names: list[str] | None = 
         owned = cutoffs(plan) if cutoffs else {}
         for hop in plan.hops:
             rel = offline.live_tiles(con, plan, hop, now, owned.get(hop))
-            for table in _batches(rel.fetch_arrow_reader(BATCH_ROWS)):
+            for table in _batches(rel.to_arrow_reader(BATCH_ROWS)):
                 online.write_tiles(plan, hop, table)
                 done.tiles += table.num_rows
                 if progress:
