@@ -253,7 +253,7 @@ class Decoder:
         horizon = now + self.source.max_future_skew
         lateness = self.source.allowed_lateness
         m = dict(max_ts or {})
-        cols: list[list[Any]] = [[] for _ in self._fields]
+        rows: list[list[Any]] = []
         parts: list[int] = []
         offsets: list[int] = []
         late_flags: list[bool] = []
@@ -293,12 +293,12 @@ class Decoder:
                 counts["accepted"] += 1
                 if mp is None or ts > mp:
                     m[p] = ts
-            for col, v in zip(cols, row, strict=True):
-                col.append(v)
+            rows.append(row)
             parts.append(p)
             offsets.append(rec.offset)
             late_flags.append(is_late)
         n = len(parts)
+        cols = list(zip(*rows, strict=True)) if rows else [() for _ in self._fields]
         arrays = [pa.array(c, type=f.type) for c, f in zip(cols, self._arrow, strict=False)]
         arrays += [pa.array(parts, pa.int32()), pa.array(offsets, pa.int64()),
                    pa.array([now] * n, pa.int64()), pa.array(late_flags, pa.bool_())]

@@ -199,9 +199,9 @@ class LocalLog(Log):
     def _select(self, topic: str, p: int, start: int, end: int) -> list[Record]:
         with self._lock:
             rows = self._con(topic).execute(
-                f"SELECT o, ts, key, value FROM p{p} WHERE o >= ? AND o < ? ORDER BY o",
-                (start, end)).fetchall()
-        return [Record(topic, p, o, ts, k, v) for o, ts, k, v in rows]
+                f"SELECT ?, ?, o, ts, key, value FROM p{p} WHERE o >= ? AND o < ? ORDER BY o",
+                (topic, p, start, end)).fetchall()
+        return list(map(Record._make, rows))
 
     def offsets_for_times(self, topic: str, ts_ms: int) -> dict[int, int]:
         out: dict[int, int] = {}
