@@ -30,17 +30,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from braid.errors import (
-    BraidError,
-    EntityKeyError,
-    RegistryError,
-    StoreError,
-    TimestampError,
-    UnknownFeatureError,
-)
-from braid.server.discovery import NotFoundError, discovery_router
+from braid.errors import BraidError
+from braid.server.discovery import discovery_router
+from braid.server.errors import status_of
+from braid.server.hotpath import OnlineFastPath
 from braid.server.metrics import Metrics, MetricsMiddleware
-from braid.server.online import OnlineEndpoint, RequestError
+from braid.server.online import OnlineEndpoint
 
 if TYPE_CHECKING:
     from braid.store import FeatureStore
@@ -49,12 +44,6 @@ STATIC = Path(__file__).parent / "static"
 
 #: Seconds a Redis command or connect may take before the request fails with 503.
 REDIS_TIMEOUT_S = 2.0
-
-#: HTTP status per error class (the first match in MRO order wins).
-STATUS: dict[type[BaseException], int] = {
-    UnknownFeatureError: 404, NotFoundError: 404, EntityKeyError: 422, TimestampError: 422,
-    StoreError: 503, RegistryError: 503, BraidError: 400,
-}
 
 #: The request body of ``/get-online-features`` for the OpenAPI schema (parsed by hand).
 REQUEST_SCHEMA: dict[str, Any] = {
@@ -101,25 +90,30 @@ def create_app(store: FeatureStore | str | Path, clock: Callable[[], int] | None
     fs.repo  # noqa: B018  (load definitions now: a broken repo fails at start, not per request)
     metrics = Metrics()
     online = OnlineEndpoint(fs, clock)
+    # FastAPI's OpenTelemetry bridge checks its providers on every request (~15 us here);
+    # braid exports its own Prometheus metrics, so it is off.
     app = FastAPI(title="braid", version=_version(),
-                  description="Online features (Feast's HTTP shapes) and feature discovery.")
+                  description="Online features (Feast's HTTP shapes) and feature discovery.",
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.store = fs
     app.state.metrics = metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(OnlineFastPath, endpoint=online, metrics=metrics)  # outermost
 
     @app.exception_handler(BraidError)
     async def braid_error(request: Request, exc: BraidError) -> JSONResponse:
-        status = exc.status if isinstance(exc, RequestError) else _status(exc)
         metrics.error(request.scope, type(exc).__name__)
-        return JSONResponse({"detail": str(exc), "type": type(exc).__name__}, status)
+        return JSONResponse({"detail": str(exc), "type": type(exc).__name__}, status_of(exc))
 
     @app.post("/get-online-features", tags=["online"],
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": REQUEST_SCHEMA}}}})
     async def get_online_features(request: Request) -> Response:
-        """Feature values for entity rows, in Feast's response shape."""
-        # Called inline, not in a thread pool: a read is ~0.1-1 ms of Redis I/O and the hop
-        # to a thread costs about as much. Scale with --workers (processes).
+        """Feature values for entity rows, in Feast's response shape.
+
+        Served by :class:`~braid.server.hotpath.OnlineFastPath` before routing; this route
+        documents it in OpenAPI and answers only if the fast path is bypassed.
+        """
         return Response(online.handle(await request.body()), media_type="application/json")
 
     @app.get("/health", tags=["ops"])
@@ -156,13 +150,6 @@ def create_app(store: FeatureStore | str | Path, clock: Callable[[], int] | None
 def create_app_from_env() -> FastAPI:
     """App factory for ``uvicorn --factory`` (used by ``braid serve``): repo from BRAID_REPO."""
     return create_app(os.environ.get("BRAID_REPO", "feature_repo"))
-
-
-def _status(exc: BaseException) -> int:
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
 
 
 def _version() -> str:

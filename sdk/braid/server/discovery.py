@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Query
 
-from braid.errors import BraidError, close_matches
+from braid.errors import close_matches
+from braid.server.errors import NotFoundError
 
 if TYPE_CHECKING:
     from braid.registry import DefinitionRecord
@@ -27,10 +28,6 @@ if TYPE_CHECKING:
 
 #: Which kind a bare name resolves to first (as ``braid describe`` does).
 LOOKUP_ORDER = ("view", "service", "source", "entity", "label", "training_set")
-
-
-class NotFoundError(BraidError):
-    """No live definition of that kind and name (HTTP 404)."""
 
 
 def discovery_router(fs: FeatureStore) -> APIRouter:

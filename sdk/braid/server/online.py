@@ -33,21 +33,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from braid.dtypes import DType
-from braid.errors import BraidError, EntityKeyError
+from braid.errors import EntityKeyError
+from braid.server.errors import RequestError
 
 if TYPE_CHECKING:
     from braid.store import FeatureStore
 
 EPOCH = "1970-01-01T00:00:00Z"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-
-class RequestError(BraidError):
-    """The request body is malformed (HTTP 400 for bad JSON, else 422)."""
-
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @lru_cache(maxsize=4096)
