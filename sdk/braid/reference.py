@@ -220,7 +220,7 @@ def reference_features(plan: ViewPlan, events: Sequence[Mapping[str, Any]],
 # ------------------------------------------------------------------ expressions
 
 
-def evaluate(tree: exp.Expression, row: Mapping[str, Any]) -> Any:
+def evaluate(tree: exp.Expr, row: Mapping[str, Any]) -> Any:
     """Value of a normalized :mod:`braid.expr` tree on one row, with SQL NULL semantics."""
     method = _EVAL.get(type(tree))
     if method is None:
@@ -228,11 +228,11 @@ def evaluate(tree: exp.Expression, row: Mapping[str, Any]) -> Any:
     return method(tree, row)
 
 
-def _args(node: exp.Expression, row: Mapping[str, Any]) -> tuple[Any, Any]:
+def _args(node: exp.Expr, row: Mapping[str, Any]) -> tuple[Any, Any]:
     return evaluate(node.this, row), evaluate(node.expression, row)
 
 
-def _literal(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+def _literal(node: exp.Expr, row: Mapping[str, Any]) -> Any:
     assert isinstance(node, exp.Literal)
     if node.is_string:
         return node.this
@@ -241,7 +241,7 @@ def _literal(node: exp.Expression, row: Mapping[str, Any]) -> Any:
 
 
 def _arith(op: str) -> Any:
-    def run(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+    def run(node: exp.Expr, row: Mapping[str, Any]) -> Any:
         a, b = _args(node, row)
         if a is None or b is None:
             return None
@@ -262,7 +262,7 @@ def _arith(op: str) -> Any:
 
 
 def _compare(op: str) -> Any:
-    def run(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+    def run(node: exp.Expr, row: Mapping[str, Any]) -> Any:
         a, b = _args(node, row)
         if a is None or b is None:
             return None
@@ -271,26 +271,26 @@ def _compare(op: str) -> Any:
     return run
 
 
-def _and(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+def _and(node: exp.Expr, row: Mapping[str, Any]) -> Any:
     a, b = _args(node, row)
     if a is False or b is False:
         return False
     return None if a is None or b is None else True
 
 
-def _or(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+def _or(node: exp.Expr, row: Mapping[str, Any]) -> Any:
     a, b = _args(node, row)
     if a is True or b is True:
         return True
     return None if a is None or b is None else False
 
 
-def _not(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+def _not(node: exp.Expr, row: Mapping[str, Any]) -> Any:
     v = evaluate(node.this, row)
     return None if v is None else not v
 
 
-def _in(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+def _in(node: exp.Expr, row: Mapping[str, Any]) -> Any:
     v = evaluate(node.this, row)
     items = [evaluate(i, row) for i in node.expressions]
     if v is None:
@@ -300,7 +300,7 @@ def _in(node: exp.Expression, row: Mapping[str, Any]) -> Any:
     return None if any(i is None for i in items) else False
 
 
-def _between(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+def _between(node: exp.Expr, row: Mapping[str, Any]) -> Any:
     v, lo, hi = (evaluate(node.args[k], row) for k in ("this", "low", "high"))
     ge = None if v is None or lo is None else v >= lo
     le = None if v is None or hi is None else v <= hi
@@ -309,7 +309,7 @@ def _between(node: exp.Expression, row: Mapping[str, Any]) -> Any:
     return None if ge is None or le is None else True
 
 
-def _like(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+def _like(node: exp.Expr, row: Mapping[str, Any]) -> Any:
     s, pattern = _args(node, row)
     if s is None or pattern is None:
         return None
@@ -317,7 +317,7 @@ def _like(node: exp.Expression, row: Mapping[str, Any]) -> Any:
     return re.fullmatch(regex, s, flags=re.DOTALL) is not None
 
 
-def _case(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+def _case(node: exp.Expr, row: Mapping[str, Any]) -> Any:
     for branch in node.args.get("ifs") or []:
         if evaluate(branch.this, row) is True:
             return evaluate(branch.args["true"], row)
@@ -325,7 +325,7 @@ def _case(node: exp.Expression, row: Mapping[str, Any]) -> Any:
     return None if default is None else evaluate(default, row)
 
 
-def _coalesce(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+def _coalesce(node: exp.Expr, row: Mapping[str, Any]) -> Any:
     for arg in [node.this, *node.expressions]:
         v = evaluate(arg, row)
         if v is not None:
@@ -333,13 +333,13 @@ def _coalesce(node: exp.Expression, row: Mapping[str, Any]) -> Any:
     return None
 
 
-def _nullif(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+def _nullif(node: exp.Expr, row: Mapping[str, Any]) -> Any:
     a, b = _args(node, row)
     return None if a is not None and b is not None and a == b else a
 
 
 def _unary(fn: Any) -> Any:
-    def run(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+    def run(node: exp.Expr, row: Mapping[str, Any]) -> Any:
         v = evaluate(node.this, row)
         return None if v is None else fn(v)
     return run
@@ -350,7 +350,7 @@ def _round_like(fn: Any) -> Any:
     return _unary(lambda v: float(fn(v)) if isinstance(v, float) else v)
 
 
-def _cast(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+def _cast(node: exp.Expr, row: Mapping[str, Any]) -> Any:
     assert isinstance(node, exp.Cast)
     v = evaluate(node.this, row)
     if v is None:
@@ -367,7 +367,7 @@ def _cast(node: exp.Expression, row: Mapping[str, Any]) -> Any:
     raise ReferenceError(f"the reference cannot cast to {node.to.sql()}")
 
 
-def _dpipe(node: exp.Expression, row: Mapping[str, Any]) -> Any:
+def _dpipe(node: exp.Expr, row: Mapping[str, Any]) -> Any:
     a, b = _args(node, row)
     return None if a is None or b is None else a + b
 

@@ -246,10 +246,10 @@ class FlinkCompiler:
         cutoff = self.cutoffs.get((plan.name, hop))
         if cutoff is not None:
             staged = staged.where(exp.GTE(this=tile_start_expr(hop), expression=A.lit(cutoff)))
-        built: dict[str, exp.Expression] = {}
+        built: dict[str, exp.Expr] = {}
         for p in plan.partials_for_hop(hop):
             built.update(zip(p.columns, A.build(p, FLINK), strict=True))
-        cols: list[exp.Expression] = [*keys, exp.alias_(A.as_bigint(A.lit(hop)), HOP, quoted=True),
+        cols: list[exp.Expr] = [*keys, exp.alias_(A.as_bigint(A.lit(hop)), HOP, quoted=True),
                                       A.col(TILE_START)]
         for c, t in partial_columns(plan).items():
             e = built.get(c, exp.Cast(this=exp.Null(), to=exp.DataType.build(FLINK_TYPES[t])))

@@ -57,8 +57,8 @@ class Flink(Hive):
     class Tokenizer(Hive.Tokenizer):
         STRING_ESCAPES = ["'"]
 
-    class Generator(Hive.Generator):
-        TRANSFORMS = {
+    class Generator(Hive.Generator):  # type: ignore[misc,valid-type]
+        TRANSFORMS: dict[type, object] = {
             **Hive.Generator.TRANSFORMS,
             exp.Mod: lambda self, e: self.func("MOD", e.this, e.expression),
             exp.TryCast: lambda self, e: f"TRY_CAST({self.sql(e, 'this')} AS {self.sql(e, 'to')})",
@@ -90,7 +90,7 @@ FLINK_TYPES: dict[DType, str] = {
 }
 
 
-def render(tree: exp.Expression) -> str:
+def render(tree: exp.Expr) -> str:
     """``tree`` as Flink SQL."""
     return tree.sql(dialect=Flink)
 

@@ -34,6 +34,7 @@ the form measured on PyFlink 2.0.0). For ``L >= 0`` the tests agree: if ``ts >= 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -107,14 +108,14 @@ def with_options(options: dict[str, str]) -> str:
     return f"WITH (\n  {body}\n)"
 
 
-def _and(conds: list[exp.Expression]) -> exp.Expression:
+def _and(conds: list[exp.Expr]) -> exp.Expr:
     out = conds[0]
     for c in conds[1:]:
         out = exp.And(this=out, expression=c)
     return out
 
 
-def _or(conds: list[exp.Expression]) -> exp.Expression:
+def _or(conds: Sequence[exp.Expr]) -> exp.Expr:
     out = conds[0]
     for c in conds[1:]:
         out = exp.Or(this=out, expression=c)
@@ -125,19 +126,19 @@ def _table(name: str) -> exp.Table:
     return exp.Table(this=exp.to_identifier(name, quoted=True))
 
 
-def _is_null(e: exp.Expression) -> exp.Expression:
+def _is_null(e: exp.Expr) -> exp.Expr:
     return exp.Is(this=e, expression=exp.Null())
 
 
-def _not_null(e: exp.Expression) -> exp.Expression:
+def _not_null(e: exp.Expr) -> exp.Expr:
     return exp.Not(this=exp.Paren(this=_is_null(e)))
 
 
-def _regexp(e: exp.Expression, pattern: str) -> exp.Expression:
+def _regexp(e: exp.Expr, pattern: str) -> exp.Expr:
     return exp.RegexpLike(this=e, expression=exp.Literal.string(pattern))
 
 
-def _try_cast(e: exp.Expression, flink_type: str) -> exp.Expression:
+def _try_cast(e: exp.Expr, flink_type: str) -> exp.Expr:
     return exp.TryCast(this=e, to=exp.DataType.build(flink_type))
 
 
@@ -233,7 +234,7 @@ class SourceSQL:
             exp.Extract(this=exp.Var(this="MILLISECOND"), expression=kafka_ts.copy()),
         ]
         kafka_ms = exp.Add(this=exp.Add(this=parts[0], expression=parts[1]), expression=parts[2])
-        cols: list[exp.Expression] = [
+        cols: list[exp.Expr] = [
             payload, col(PARTITION), col(OFFSET), exp.alias_(kafka_ms, KAFKA_MS, quoted=True),
             col(PROCTIME), exp.alias_(IsJsonObject(this=payload.copy()), "_k_ok", quoted=True),
         ]
@@ -246,7 +247,7 @@ class SourceSQL:
         return exp.select(*cols).from_(_table(self.table))
 
     @staticmethod
-    def type_ok(dtype: DType, name: str) -> exp.Expression:
+    def type_ok(dtype: DType, name: str) -> exp.Expr:
         """The JSON value of column ``name`` has braid type ``dtype`` (present values only)."""
         q, s = col(f"_q__{name}"), col(f"_s__{name}")
         if dtype in (DType.INT64, DType.TIMESTAMP):
@@ -260,11 +261,11 @@ class SourceSQL:
                                            exp.Literal.string("[false]")])
 
     @staticmethod
-    def value(dtype: DType, name: str) -> exp.Expression:
+    def value(dtype: DType, name: str) -> exp.Expr:
         """The typed value of column ``name``, NULL unless :meth:`type_ok`."""
         s = col(f"_s__{name}")
         if dtype == DType.STRING:
-            v: exp.Expression = s
+            v: exp.Expr = s
         elif dtype == DType.BOOL:
             v = exp.EQ(this=s, expression=exp.Literal.string("true"))
         else:
@@ -286,7 +287,7 @@ class SourceSQL:
                          expression=exp.Not(this=self.type_ok(t, c)))
                  for c, t in src.schema]
         ts = self.value(schema[src.timestamp_field], src.timestamp_field)
-        checks: list[tuple[exp.Expression, str]] = [
+        checks: list[tuple[exp.Expr, str]] = [
             (exp.Not(this=exp.Paren(this=col("_k_ok"))), "malformed_json"),
             (_or([_is_null(col(f"_q__{c}")) for c in required]), "missing_field"),
             (_or(wrong), "wrong_type"),
@@ -301,7 +302,7 @@ class SourceSQL:
                                                     expression=lit(src.max_future_skew)))
         checks.append((future, "future"))
         reason = exp.Case(ifs=[exp.If(this=c, true=exp.Literal.string(r)) for c, r in checks])
-        cols: list[exp.Expression] = [col(m) for m in _META]
+        cols: list[exp.Expr] = [col(m) for m in _META]
         cols += [exp.alias_(self.value(t, c), c, quoted=True) for c, t in src.schema]
         cols.append(exp.alias_(reason, REASON, quoted=True))
         return exp.select(*cols).from_(_table(self.view("json")))
@@ -316,12 +317,13 @@ class SourceSQL:
             spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING",
                                 end="CURRENT ROW"),
         )
-        cols = [col(m) for m in _META] + [col(c) for c, _ in self.source.schema]
+        cols: list[exp.Expr] = [col(m) for m in _META]
+        cols += [col(c) for c, _ in self.source.schema]
         cols.append(exp.alias_(running, MAX_TS, quoted=True))
         return (exp.select(*cols).from_(_table(self.view("typed")))
                 .where(_is_null(col(REASON))))
 
-    def late_condition(self) -> exp.Expression:
+    def late_condition(self) -> exp.Expr:
         """``ts < M - L`` (DESIGN §4.4)."""
         bound = exp.Sub(this=col(MAX_TS), expression=lit(self.source.allowed_lateness))
         return exp.LT(this=col(self.source.timestamp_field), expression=bound)
@@ -332,10 +334,10 @@ class SourceSQL:
                 .where(exp.Not(this=exp.Paren(this=self.late_condition()))))
 
     # dead letters
-    def dlq_query(self) -> exp.Expression:
+    def dlq_query(self) -> exp.Expr:
         """Rejected and late records as dead-letter rows (reason, source, topic, partition,
         offset, payload), in the column order of :func:`dlq_ddl`."""
-        def rows(relation: str, reason: exp.Expression, where: exp.Expression) -> exp.Select:
+        def rows(relation: str, reason: exp.Expr, where: exp.Expr) -> exp.Select:
             return exp.select(
                 exp.alias_(reason, "reason", quoted=True),
                 exp.alias_(exp.Literal.string(self.source.name), "source", quoted=True),
@@ -377,6 +379,6 @@ def dlq_ddl(project: str, bootstrap: str) -> str:
     return f"CREATE TABLE {ident(dlq_table(project))} (\n  {body}\n) {with_options(options)}"
 
 
-def render_view(name: str, query: exp.Expression) -> str:
+def render_view(name: str, query: exp.Expr) -> str:
     """``CREATE TEMPORARY VIEW name AS query``."""
     return f"CREATE TEMPORARY VIEW {ident(name)} AS\n{render(query)}"
