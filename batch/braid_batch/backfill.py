@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
@@ -32,7 +33,7 @@ from braid.errors import StoreError
 from braid.plan import ViewPlan
 from braid.repo import Repo
 from braid.timeutil import DAY
-from braid_batch.offline import TILE_START, OfflineStore, row_schema, tile_schema
+from braid_batch.offline import TILE_START, OfflineStore, day_of_name, row_schema, tile_schema
 from braid_batch.sources import SourceInfo, source_info
 
 #: Rows of source events per chunk (memory bound of one DuckDB query result).
@@ -171,24 +172,39 @@ class _ViewJob:
                     exp.LT(this=col(TILE_START), expression=lit(cutoff)))
             table = self._fetch(q).cast(tile_schema(self.plan, hop))
             ts = table.column(TILE_START)
-            for day in range(a // DAY, b // DAY):
+            covered_to = b if cutoff is None else min(b, -(-cutoff // hop) * hop)
+            for day in self._days(hop, ts, a, covered_to):
                 # a written tile is complete, so coverage ends at the end of the last one
-                end = (day + 1) * DAY if cutoff is None else min(
-                    (day + 1) * DAY, -(-cutoff // hop) * hop)
-                if end <= day * DAY:
-                    break
-                part = _slice(table, ts, day)
-                self.store.write_partition(self.plan, hop, day, part, day * DAY, end)
-                out.tiles_written += part.num_rows
-                out.partitions += 1
+                self._write(hop, day, _slice(table, ts, day), min((day + 1) * DAY, covered_to), out)
+            self.store.add_coverage(self.plan, hop, a, covered_to)
         if self.plan.projections:
             table = _rows_table(self._fetch(self.compiler.rows_query(events)), self.plan)
             ts = pc.cast(table.column(TS), pa.int64())
-            for day in range(a // DAY, b // DAY):
-                part = _slice(table, ts, day)
-                self.store.write_partition(self.plan, None, day, part, day * DAY, (day + 1) * DAY)
-                out.rows_written += part.num_rows
-                out.partitions += 1
+            for day in self._days(None, ts, a, b):
+                self._write(None, day, _slice(table, ts, day), (day + 1) * DAY, out)
+            self.store.add_coverage(self.plan, None, a, b)
+
+    def _days(self, hop: int | None, ms: pa.ChunkedArray, a: int, b: int) -> list[int]:
+        """Days in [a, b) with data in ``ms`` or with a partition to replace."""
+        first, last = a // DAY, -(-b // DAY)
+        days = {int(d) for d in np.unique(np.floor_divide(ms.to_numpy(), DAY))}
+        base = self.store.kind_dir(self.plan, hop)
+        if base.is_dir():
+            days |= {day_of_name(d.name.removeprefix("date=")) for d in base.glob("date=*")}
+        return sorted(d for d in days if first <= d < last)
+
+    def _write(self, hop: int | None, day: int, part: pa.Table, end: int,
+               out: ViewBackfill) -> None:
+        """Publish a partition with data, or replace an existing one with an empty manifest;
+        days without data and without a partition stay absent (coverage says they are empty)."""
+        if part.num_rows == 0 and not self.store.partition_dir(self.plan, hop, day).is_dir():
+            return
+        self.store.write_partition(self.plan, hop, day, part, day * DAY, end)
+        out.partitions += 1
+        if hop is None:
+            out.rows_written += part.num_rows
+        else:
+            out.tiles_written += part.num_rows
 
     def _fetch(self, q: exp.Select) -> pa.Table:
         return self.con.sql(DUCKDB.render(q)).to_arrow_table()

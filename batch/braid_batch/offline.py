@@ -5,6 +5,7 @@ Layout under ``<offline_root>/<project>/<namespace>/``::
     tiles/hop=<hop_ms>/date=<YYYY-MM-DD>/part-<id>.parquet   keys, tile_start, partial columns
     rows/date=<YYYY-MM-DD>/part-<id>.parquet                 keys, _ts, _ct, projections
     .../date=<YYYY-MM-DD>/_manifest.json                     the live files of the partition
+    tiles/hop=<hop_ms>/_coverage.json, rows/_coverage.json   time ranges known complete
 
 The date of a partition is the UTC day of ``tile_start`` (tiles) or ``_ts`` (rows), computed
 as ``floor(ms / 86_400_000)`` on integers (correct before 1970), never with calendar functions.
@@ -12,6 +13,9 @@ as ``floor(ms / 86_400_000)`` on integers (correct before 1970), never with cale
 Writes are atomic: each file is written under a temporary name in its partition and renamed;
 the manifest, renamed into place last, is the only thing readers trust. A crash leaves at
 worst an unlisted file, which readers ignore; re-writing a partition replaces its files.
+Days without data get no partition; the coverage file (updated after the partitions of a
+range are published) says which ranges are complete, so readers know an absent day is empty
+rather than never computed.
 
 Example:
     >>> store = OfflineStore.for_repo(repo)
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
     from braid.repo import Repo
 
 MANIFEST = "_manifest.json"
+COVERAGE = "_coverage.json"
 TILE_START = "tile_start"
 _TS_ARROW = pa.timestamp("ms", tz="UTC")
 
@@ -205,14 +210,29 @@ class OfflineStore:
 
     def covered(self, plan: ViewPlan, hop: int | None, lo: int | None = None,
                 hi: int | None = None) -> list[tuple[int, int]]:
-        """Merged ``[start, end)`` ranges that published partitions cover completely."""
-        out: list[tuple[int, int]] = []
-        for m in self.manifests(plan, hop, lo, hi):
-            if out and out[-1][1] == m.start:
-                out[-1] = (out[-1][0], m.end)
-            elif m.end > m.start:
-                out.append((m.start, m.end))
-        return out
+        """Merged ``[start, end)`` ranges whose partitions are complete (empty days included:
+        they have no partition at all), overlapping ``[lo, hi)``."""
+        path = self.kind_dir(plan, hop) / COVERAGE
+        try:
+            ranges = [(int(a), int(b)) for a, b in json.loads(path.read_text())["ranges"]]
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, KeyError) as e:
+            raise StoreError(f"{path}: unreadable coverage ({e}); re-run the backfill") from e
+        return [(a, b) for a, b in ranges
+                if (hi is None or a < hi) and (lo is None or b > lo)]
+
+    def add_coverage(self, plan: ViewPlan, hop: int | None, start: int, end: int) -> None:
+        """Record ``[start, end)`` as complete, after its partitions are published."""
+        merged: list[tuple[int, int]] = []
+        for a, b in sorted([*self.covered(plan, hop), (start, end)]):
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        directory = self.kind_dir(plan, hop)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_json(directory, COVERAGE, {"version": 1, "ranges": merged})
 
     # ------------------------------------------------------------------ readers (trees)
 
@@ -321,11 +341,16 @@ def _fsync(path: Path) -> None:
 
 
 def _publish(directory: Path, m: Manifest) -> None:
-    body = {"version": 1, "files": list(m.files), "rows": m.rows, "start": m.start,
-            "end": m.end, "unique_key_ts": m.unique_key_ts}
-    tmp = directory / f".tmp-manifest-{uuid.uuid4().hex}.json"
+    _write_json(directory, MANIFEST, {
+        "version": 1, "files": list(m.files), "rows": m.rows, "start": m.start, "end": m.end,
+        "unique_key_ts": m.unique_key_ts})
+
+
+def _write_json(directory: Path, name: str, body: dict[str, Any]) -> None:
+    """Write ``directory/name`` atomically: a temp file, fsync, rename."""
+    tmp = directory / f".tmp-{uuid.uuid4().hex}-{name}"
     with open(tmp, "w") as f:
         json.dump(body, f)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, directory / MANIFEST)
+    os.replace(tmp, directory / name)

@@ -122,7 +122,95 @@ def ref_aggregation(a: AggregationPlan, plan: ViewPlan, events: list[Event],
         v = 1 if a.partial.input == ROWS_INPUT else e[a.partial.input]
         triples.append((e["_ts"], e["_ct"], v))
     spec = a.partial.spec
-    value = algebra.finalize(spec, algebra.build(spec, triples), a.partial.input_type)
-    if value is None and a.default is not None:
-        return a.default
+    partial = algebra.build(spec, triples)
+    value = algebra.finalize(spec, partial, a.partial.input_type)
+    if (partial is None or value is None) and a.default is not None:
+        return a.default  # a declared default replaces the empty value (algebra_sql.finalize)
     return value
+
+
+#: Day-aligned base time of the tricky data set (2023-11-14T00:00:00Z).
+T0 = 1_699_920_000_000
+MIN5 = 300_000
+
+TRICKY_DEFS = """
+from braid.definitions import Aggregation, BatchSource, Entity, Feature, FeatureView
+
+user = Entity(name="user", join_keys={"user_id": "int64"})
+merchant = Entity(name="merchant", join_keys={"merchant_id": "string"})
+tx = BatchSource(name="tx", path="data/tx.parquet", timestamp_field="ts",
+                 created_timestamp_field="ct",
+                 schema={"user_id": "int64", "merchant_id": "string", "ts": "timestamp",
+                         "ct": "timestamp", "amount": "float64", "cat": "string",
+                         "score": "int64"})
+user_tx = FeatureView(
+    name="user_tx", entities=[user], source=tx, ttl="1h",
+    features=[Feature(name="amount", dtype="float64"), Feature(name="cat", dtype="string",
+                                                              default="none")],
+    aggregations=[
+        Aggregation(function="count", window="1h"),
+        Aggregation(column="amount", function="sum", window="1h"),
+        Aggregation(column="amount", function="mean", window="10m"),
+        Aggregation(column="amount", function="min", window="1d"),
+        Aggregation(column="amount", function="max", window="1d"),
+        Aggregation(column="amount", function="last", window="1h"),
+        Aggregation(column="amount", function="var", window="1h"),
+        Aggregation(column="amount", function="stddev", window="1d"),
+        Aggregation(column="score", function="sum", window="2h", hop="1h", default=-1),
+    ])
+pair = FeatureView(
+    name="pair", entities=[user, merchant], source=tx,
+    features=[Feature(name="score", dtype="int64")],
+    aggregations=[Aggregation(column="score", function="max", window="30m")])
+"""
+
+TRICKY_TYPES = {
+    "user_id": pa.int64(), "merchant_id": pa.string(), "ts": pa.timestamp("ms", tz="UTC"),
+    "ct": pa.timestamp("ms", tz="UTC"), "amount": pa.float64(), "cat": pa.string(),
+    "score": pa.int64(), "_late": pa.bool_(),
+}
+
+
+def tricky_events(n_random: int = 300, seed: int = 0) -> list[Event]:
+    """Hand-made edge cases plus random events over two days around ``T0``."""
+    import random
+
+    rnd = random.Random(seed)
+    e: list[Event] = []
+
+    def add(user: int, ts: int, ct: int | None = None, amount: float | None = 1.0,
+            cat: str | None = "a", score: int | None = 1, merchant: str = "m1",
+            late: bool = False) -> None:
+        e.append({"user_id": user, "merchant_id": merchant, "ts": ts, "ct": ct,
+                  "amount": amount, "cat": cat, "score": score, "_late": late})
+
+    add(1, T0 + 1000, T0 + 2000, 1.0, "a")        # same ts, different created times
+    add(1, T0 + 1000, T0 + 3000, 2.0, "b")
+    add(1, T0 + 1000, None, 9.0, "z")             # missing created sorts lowest
+    add(2, T0 + 5000, None, 5.0, "a")             # same ts and created: value encoding
+    add(2, T0 + 5000, None, 5.0, "b")
+    add(3, T0 + MIN5, T0 + MIN5, 4.0)             # exactly on tile boundaries
+    add(3, T0 + 2 * MIN5, None, None, None, None) # NULL values
+    add(3, T0 + 12 * MIN5, None, 6.0)
+    add(3, T0 + 13 * MIN5 - 1, None, 7.0)
+    add(4, -1, None, 3.0)                         # before the epoch
+    add(4, -MIN5 - 1, None, 2.0)
+    add(5, T0 + 10_000, None, 100.0, late=True)   # late: excluded by default
+    add(5, T0 + 20_000, None, 1e9 + 1, merchant="m2")
+    add(5, T0 + 30_000, None, 1e9 + 2, merchant="m2")
+    for _ in range(n_random):
+        ts = T0 + rnd.randrange(-86_400_000, 86_400_000)
+        ct = ts + rnd.randrange(0, 600_000) if rnd.random() < 0.7 else None
+        amount = None if rnd.random() < 0.1 else float(rnd.randrange(-1000, 1000)) / 4
+        add(rnd.randrange(1, 8), ts, ct, amount, rnd.choice(["a", "b", None]),
+            rnd.randrange(0, 50), rnd.choice(["m1", "m2"]))
+    return e
+
+
+def tricky_times(events: list[Event], ttl: int = 3_600_000) -> list[int]:
+    """Query times: at, just before and after each event, at ``ts + ttl`` and just past it."""
+    out = []
+    for ev in events[:14]:
+        ts = ev["ts"]
+        out += [ts, ts - 1, ts + 1, ts + ttl, ts + ttl + 1, ts - ts % MIN5 + MIN5]
+    return out
