@@ -71,7 +71,7 @@ def main() -> None:
     """Console script entry point."""
     from braid.cli import definitions  # noqa: F401  (registers commands)
 
-    for extra in ("braid.cli.batch", "braid.cli.online", "braid.cli.streaming"):
+    for extra in ("braid.cli.batch", "braid.cli.online", "braid.cli.streaming", "braid.cli.flink"):
         try:
             __import__(extra)
         except ImportError:

@@ -63,6 +63,27 @@ class TileBatch:
         return out
 
 
+def count_positions(codec: TileCodec) -> list[int]:
+    """0-based positions of the count fields (``n``) in a tile value of ``codec``'s hop.
+
+    Every partial that carries a count (count, mean, var, stddev) contributes one position;
+    the count guard of :meth:`OnlineStore.write_tiles_monotonic` compares them.
+    """
+    out: list[int] = []
+    for (lo, _), p in zip(codec.slices, codec.partials, strict=True):
+        out += [lo + i for i, name in enumerate(p.spec.fields) if name == "n"]
+    return out
+
+
+def lowers_count(old: bytes, new: bytes, positions: Sequence[int]) -> bool:
+    """Whether tile value ``new`` has a smaller count than ``old`` at any of ``positions``
+    (an empty field counts 0). Values of another width never block a write."""
+    a, b = old.split(b","), new.split(b",")
+    if len(a) != len(b):
+        return False
+    return any(int(b[i] or 0) < int(a[i] or 0) for i in positions)
+
+
 def _time_column(table: pa.Table, name: str, required: bool) -> pa.Array:
     if name not in table.column_names:
         if required:
@@ -135,6 +156,18 @@ class OnlineStore(ABC):
 
         Returns:
             How many tile fields were written.
+        """
+
+    @abstractmethod
+    def write_tiles_monotonic(self, plan: ViewPlan, hop: int, table: pa.Table) -> int:
+        """Write absolute tile states like :meth:`write_tiles`, except that a state whose
+        count (any ``n`` field, :func:`count_positions`) is lower than the stored one is
+        skipped (the online writer of DESIGN §7: after a Flink restore, older states of a
+        tile are emitted again). Equal counts overwrite (the same events, the same state).
+        A hop without a count-bearing partial has no guard: states overwrite.
+
+        Returns:
+            How many tile fields were written (skipped ones excluded).
         """
 
     @abstractmethod

@@ -296,3 +296,51 @@ for _, key in ipairs(keys) do
 end
 return applied
 """
+
+#: KEYS: one hash per entity. ARGV: pexpire ms, hop, prune span, the 1-based positions of the
+#: count fields in a tile value (comma-separated, '' = no guard), then per key: n and n pairs
+#: (tile_start, absolute state). A state whose count is lower than the stored one at any
+#: position is skipped (an older state re-emitted after a Flink restore). Returns tile fields
+#: written.
+WRITE_TILES_MONOTONIC = PRELUDE + r"""
+local pexp, hop, span = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local pos = {}
+for p in string.gmatch(ARGV[4], '%d+') do pos[#pos + 1] = tonumber(p) end
+local at, written = 5, 0
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  local pend, order = {}, {}
+  for j = 1, n do
+    local field = hop .. ':' .. ARGV[at + 2 * j - 1]
+    local value = ARGV[at + 2 * j]
+    local old = pend[field]
+    if old == nil then old = redis.call('HGET', key, field) end
+    local ok = true
+    if old and #pos > 0 then
+      local a, b = split(old), split(value)
+      if #a == #b then
+        for _, i in ipairs(pos) do
+          local x, y = a[i], b[i]
+          if x == '' then x = '0' end
+          if y == '' then y = '0' end
+          if icmp(y, x) < 0 then ok = false; break end
+        end
+      end
+    end
+    if ok then
+      if pend[field] == nil then order[#order + 1] = field end
+      pend[field] = value
+      written = written + 1
+    end
+  end
+  if #order > 0 then
+    local sets = {}
+    for _, f in ipairs(order) do sets[#sets + 1] = f; sets[#sets + 1] = pend[f] end
+    redis.call('HSET', key, unpack(sets))
+    prune(key, hop, span)
+    expire(key, pexp)
+  end
+  at = at + 1 + 2 * n
+end
+return written
+"""

@@ -21,11 +21,12 @@ from braid.online.base import (
     OnlineStore,
     SeqGuard,
     TileBatch,
+    count_positions,
     prepare_rows,
     prepare_tiles,
 )
 from braid.online.encoding import expiry_ms, prune_span
-from braid.online.lua import MERGE_TILES, WRITE_ROWS, WRITE_TILES
+from braid.online.lua import MERGE_TILES, WRITE_ROWS, WRITE_TILES, WRITE_TILES_MONOTONIC
 from braid.plan import ViewPlan
 
 #: Keys per script call, and script calls per pipelined round trip.
@@ -50,6 +51,7 @@ class RedisOnlineStore(OnlineStore):
         self._rows = self.client.register_script(WRITE_ROWS)
         self._tiles = self.client.register_script(WRITE_TILES)
         self._merge = self.client.register_script(MERGE_TILES)
+        self._monotonic = self.client.register_script(WRITE_TILES_MONOTONIC)
 
     # ------------------------------------------------------------------ writes
 
@@ -78,6 +80,14 @@ class RedisOnlineStore(OnlineStore):
             return 0
         batch = prepare_tiles(plan, hop, table)
         return sum(self._run(self._tiles, self._tile_calls(plan, hop, batch, [])))
+
+    def write_tiles_monotonic(self, plan: ViewPlan, hop: int, table: pa.Table) -> int:
+        if table.num_rows == 0:
+            return 0
+        batch = prepare_tiles(plan, hop, table)
+        positions = ",".join(str(p + 1) for p in count_positions(batch.codec))  # Lua: 1-based
+        calls = self._tile_calls(plan, hop, batch, [positions])
+        return sum(self._run(self._monotonic, calls))
 
     def merge_tiles(self, plan: ViewPlan, hop: int, table: pa.Table,
                     guard: SeqGuard | None = None) -> int:

@@ -23,7 +23,15 @@ from pathlib import Path
 import pyarrow as pa
 
 from braid.algebra import MISSING_CREATED, merge
-from braid.online.base import FieldRequest, OnlineStore, SeqGuard, prepare_rows, prepare_tiles
+from braid.online.base import (
+    FieldRequest,
+    OnlineStore,
+    SeqGuard,
+    count_positions,
+    lowers_count,
+    prepare_rows,
+    prepare_tiles,
+)
 from braid.online.encoding import CT_FIELD, TS_FIELD, canonical, expiry_ms, prune_span
 from braid.plan import ViewPlan
 
@@ -146,6 +154,30 @@ class SqliteOnlineStore(OnlineStore):
             self._save(con, hashes, [], expiry_ms(plan))
             self._prune(con, list(groups), hop, prune_span(plan, hop))
         return len(batch.keys)
+
+    def write_tiles_monotonic(self, plan: ViewPlan, hop: int, table: pa.Table) -> int:
+        if table.num_rows == 0:
+            return 0
+        batch = prepare_tiles(plan, hop, table)
+        positions = count_positions(batch.codec)
+        groups = batch.by_key()
+        written = 0
+        with self._tx() as con:
+            stored = self._load(con, list(groups), prefix=f"{hop}:")
+            hashes: dict[str, Hash] = {}
+            for key, tiles in groups.items():
+                h, out = stored[key], hashes.setdefault(key, {})
+                for start, value in tiles:
+                    field, new = f"{hop}:{start}", value.encode()
+                    old = out.get(field, h.get(field))
+                    if old is not None and lowers_count(old, new, positions):
+                        continue
+                    out[field] = new
+                    written += 1
+            hashes = {k: h for k, h in hashes.items() if h}
+            self._save(con, hashes, [], expiry_ms(plan))
+            self._prune(con, list(hashes), hop, prune_span(plan, hop))
+        return written
 
     def merge_tiles(self, plan: ViewPlan, hop: int, table: pa.Table,
                     guard: SeqGuard | None = None) -> int:
