@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,9 +19,11 @@ from braid.config import RepoConfig, load_config
 from braid.repo import Repo, load_repo
 
 if TYPE_CHECKING:
+    from braid.logging import ServingLogger
     from braid.online import OnlineReader, OnlineResult, OnlineStore
     from braid.registry import PlanDiff, Registry
     from braid_batch.backfill import BackfillReport
+    from braid_batch.logjoin import TrainingSet
     from braid_batch.materialize import MaterializeReport
     from braid_batch.pit import HistoricalResult
 
@@ -39,6 +42,7 @@ class FeatureStore:
         self.root = Path(repo_path)
         self.config = config or load_config(self.root)
         self._readers: dict[tuple[tuple[str, ...], bool], OnlineReader] = {}
+        self._loggers: dict[str, ServingLogger] = {}
 
     @cached_property
     def repo(self) -> Repo:
@@ -105,11 +109,17 @@ class FeatureStore:
     def get_online_features(self, entity_rows: list[dict[str, Any]],
                             features: list[str] | None = None, service: str | None = None,
                             now: int | None = None,
-                            full_feature_names: bool = False) -> OnlineResult:
+                            full_feature_names: bool = False, log: bool = False,
+                            request_id: str | Sequence[str] | None = None) -> OnlineResult:
         """Feature values at ``now`` (epoch ms; default: the clock) for each entity row.
 
         One pipelined round trip for all views. The read plan is built once per feature list
         and cached, so the hot path does no resolution.
+
+        With ``log=True`` (needs ``service=``) each entity row is also logged for
+        log-and-wait (DESIGN §8) with ``served_at = now``; the result then carries
+        ``request_ids`` (``request_id``: one id for the call, or one per row; default: a new
+        uuid). Logging is queued, never blocks and never fails the lookup.
 
         Example:
             >>> store.get_online_features([{"user_id": 1}], service="fraud_v1").to_dict()
@@ -123,7 +133,33 @@ class FeatureStore:
             import time
 
             now = int(time.time() * 1000)
-        return reader.read(entity_rows, now)
+        if not log:
+            return reader.read(entity_rows, now)
+        from braid.logging.serving import log_lookup
+
+        return log_lookup(self.serving_logger(service), reader.read(entity_rows, now), now,
+                          request_id)
+
+    def serving_logger(self, service: str | None) -> ServingLogger:
+        """The serving logger of ``service`` (built once): ``.stats()``, ``.prometheus()``."""
+        logger = self._loggers.get(service or "")
+        if logger is None:
+            from braid.logging.serving import make_logger
+
+            logger = self._loggers[service or ""] = make_logger(self.repo, service)
+        return logger
+
+    def flush_logs(self, service: str | None = None, timeout: float = 30.0) -> int:
+        """Deliver buffered log records and copy the log topics to the Parquet sink under
+        ``<offline>/<project>/_logs/``; returns the records copied."""
+        from braid.logging.serving import compact_service_logs
+
+        names = [service] if service else [s for s in self.repo.services
+                                           if self.repo.services[s].logging is not None]
+        for name in names:
+            if name in self._loggers:
+                self._loggers[name].flush(timeout)
+        return sum(compact_service_logs(self.repo, name) for name in names)
 
     def _build_reader(self, features: list[str] | None, service: str | None,
                       full_feature_names: bool) -> OnlineReader:
@@ -188,6 +224,29 @@ class FeatureStore:
 
         refs = self.repo.refs(features, service)
         return get_historical_features(self.repo, entity_df, refs, as_of_known, **options)
+
+    def get_training_set_from_logs(self, service: str, labels: str | None = None,
+                                   start: Time | None = None, end: Time | None = None,
+                                   cutoff: Time | None = None, backfill: Any = None,
+                                   ) -> TrainingSet:
+        """Serving logs joined with late labels as of ``cutoff`` (DESIGN §8; default: now).
+
+        One row per logged (request, entity row) whose maturity passed by the cutoff, with the
+        values as served and ``origin="logged"``; ``backfill`` (an entity_df) fills the time
+        before logging started from point-in-time features (``origin="backfilled"``).
+        Records lineage ``service -> training_set`` in the registry.
+
+        Example:
+            >>> store.get_training_set_from_logs("fraud_v1", cutoff="2026-01-20T00:00:00Z")
+        """
+        from braid_batch.logjoin import build_training_set
+
+        self.flush_logs(service)
+        result = build_training_set(self, service, labels, _ms(start, "start"), _ms(end, "end"),
+                                    _ms(cutoff, "cutoff"), backfill)
+        self.registry.add_edge(self.project, ("service", service),
+                               ("training_set", result.name))
+        return result
 
 
 def _ms(value: Any, what: str) -> int | None:
