@@ -242,8 +242,8 @@ class FeatureStore:
         from braid_batch.logjoin import build_training_set
 
         self.flush_logs(service)
-        result = build_training_set(self, service, labels, _ms(start, "start"), _ms(end, "end"),
-                                    _ms(cutoff, "cutoff"), backfill)
+        result = build_training_set(self.repo, service, labels, _ms(start, "start"),
+                                    _ms(end, "end"), _ms(cutoff, "cutoff"), backfill)
         self.registry.add_edge(self.project, ("service", service),
                                ("training_set", result.name))
         return result
