@@ -97,17 +97,18 @@ def compute_view_stats(repo: Repo, view: str, start: int | None = None, end: int
     if lo is None or hi is None:
         return report
     projections, aggregations = numeric_features(plan)
-    rows_cutoff = min(hop_cutoffs.values()) if hop_cutoffs else None
+    # batch owns data before the cutoff (DESIGN §6.4); the streaming side saves the rest
+    cutoff = min(hop_cutoffs.values()) if hop_cutoffs else None
     with connect(threads=threads) as con:
         for a in range(lo, hi, chunk):
-            b = a + chunk
+            top = a + chunk if cutoff is None else min(a + chunk, cutoff)
+            if top <= a:
+                break
             found: dict[str, tuple[str, FeatureStats]] = {}
             if projections:
-                top = b if rows_cutoff is None else min(b, rows_cutoff)
-                if top > a:
-                    for name, fs in _projection_stats(con, store, plan, projections, a, top).items():
-                        found[name] = (ROWS, fs)
-            for name, fs in _aggregation_stats(con, store, plan, aggregations, a, b).items():
+                for name, fs in _projection_stats(con, store, plan, projections, a, top).items():
+                    found[name] = (ROWS, fs)
+            for name, fs in _aggregation_stats(con, store, plan, aggregations, a, top).items():
                 found[name] = (TILE_CLOSE, fs)
             report.chunks += 1
             for name, (population, fs) in found.items():
@@ -115,8 +116,16 @@ def compute_view_stats(repo: Repo, view: str, start: int | None = None, end: int
                 report.stats.setdefault(ref, FeatureStats()).merge(fs.copy())
                 if registry is not None:
                     report.snapshot_ids.append(save_chunk(
-                        registry, plan.project, ref, a, b, origin, plan.namespace, population, fs))
+                        registry, plan.project, ref, a, top, origin, plan.namespace, population,
+                        fs))
     return report
+
+
+def compute_stats(repo: Repo, registry: Registry, views: list[str] | None = None,
+                  start: int | None = None, end: int | None = None) -> list[ViewStatsReport]:
+    """:func:`compute_view_stats` for ``views`` (default: every offline view), snapshotted."""
+    names = views or [n for n, v in repo.views.items() if v.offline]
+    return [compute_view_stats(repo, n, start, end, registry=registry) for n in names]
 
 
 def _range(store: OfflineStore, plan: ViewPlan, start: int | None, end: int | None,
