@@ -126,7 +126,7 @@ def _columns(con: duckdb.DuckDBPyConnection, relation: exp.Expression) -> dict[s
     return {str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE {sql}").fetchall()}
 
 
-def _logged_relation(schema: LogSchema, glob: str) -> exp.Expression:
+def logged_relation(schema: LogSchema, glob: str) -> exp.Expression:
     src = exp.Anonymous(this="read_parquet", expressions=[
         exp.Literal.string(glob),
         exp.EQ(this=exp.column("union_by_name"), expression=exp.true())])
@@ -196,7 +196,7 @@ def build_training_set(repo: Repo, service: str, labels: str | None = None,
     parts: list[str] = []
     mat = label.maturity
     if glob is not None:
-        rel = _logged_relation(schema, glob)
+        rel = logged_relation(schema, glob)
         parts.append(S.requests_sql(rel, keys, schema.columns, mat, cutoff, start, end,
                                     "logged", dedupe=True))
     if backfill is not None:

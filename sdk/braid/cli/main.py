@@ -71,7 +71,8 @@ def main() -> None:
     """Console script entry point."""
     from braid.cli import definitions  # noqa: F401  (registers commands)
 
-    for extra in ("braid.cli.batch", "braid.cli.online", "braid.cli.streaming", "braid.cli.flink"):
+    for extra in ("braid.cli.batch", "braid.cli.online", "braid.cli.streaming", "braid.cli.flink",
+                  "braid.cli.training"):
         try:
             __import__(extra)
         except ImportError:
