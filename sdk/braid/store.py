@@ -22,10 +22,14 @@ if TYPE_CHECKING:
     from braid.logging import ServingLogger
     from braid.online import OnlineReader, OnlineResult, OnlineStore
     from braid.registry import PlanDiff, Registry
+    from braid.stats.scalers import FittedScaler, ScaledHistoricalResult, ScaledOnlineResult
+    from braid.stats.snapshots import MergedStats
     from braid_batch.backfill import BackfillReport
     from braid_batch.logjoin import TrainingSet
     from braid_batch.materialize import MaterializeReport
     from braid_batch.pit import HistoricalResult
+    from braid_streaming.push import PushReport
+    from braid_streaming.runner import StreamRunner
 
 Time = int | str | Any  # epoch ms, ISO 8601 with zone, or a zone-aware datetime
 
@@ -42,6 +46,8 @@ class FeatureStore:
         self.root = Path(repo_path)
         self.config = config or load_config(self.root)
         self._readers: dict[tuple[tuple[str, ...], bool], OnlineReader] = {}
+        # current scaler versions per feature list (cleared when training fits new ones)
+        self._scalers: dict[tuple[tuple[str, ...], bool], dict[str, FittedScaler]] = {}
         self._loggers: dict[str, ServingLogger] = {}
 
     @cached_property
@@ -110,7 +116,8 @@ class FeatureStore:
                             features: list[str] | None = None, service: str | None = None,
                             now: int | None = None,
                             full_feature_names: bool = False, log: bool = False,
-                            request_id: str | Sequence[str] | None = None) -> OnlineResult:
+                            request_id: str | Sequence[str] | None = None,
+                            scale: bool = False) -> OnlineResult | ScaledOnlineResult:
         """Feature values at ``now`` (epoch ms; default: the clock) for each entity row.
 
         One pipelined round trip for all views. The read plan is built once per feature list
@@ -120,6 +127,9 @@ class FeatureStore:
         log-and-wait (DESIGN §8) with ``served_at = now``; the result then carries
         ``request_ids`` (``request_id``: one id for the call, or one per row; default: a new
         uuid). Logging is queued, never blocks and never fails the lookup.
+
+        ``scale=True`` applies the current scaler versions (those training last fitted with
+        ``get_historical_features(..., scale=True, stats_as_of=C)``); logs stay unscaled.
 
         Example:
             >>> store.get_online_features([{"user_id": 1}], service="fraud_v1").to_dict()
@@ -133,12 +143,19 @@ class FeatureStore:
             import time
 
             now = int(time.time() * 1000)
-        if not log:
-            return reader.read(entity_rows, now)
-        from braid.logging.serving import log_lookup
+        result = reader.read(entity_rows, now)
+        if log:
+            from braid.logging.serving import log_lookup
 
-        return log_lookup(self.serving_logger(service), reader.read(entity_rows, now), now,
-                          request_id)
+            result = log_lookup(self.serving_logger(service), result, now, request_id)
+        if not scale:
+            return result
+        from braid.stats.scalers import ScaledOnlineResult, resolve_scalers, scaler_kinds
+
+        if key not in self._scalers:
+            kinds = scaler_kinds(self, self.repo.refs(features, service), service)
+            self._scalers[key] = resolve_scalers(self, kinds, None)
+        return ScaledOnlineResult(result, self._scalers[key])
 
     def serving_logger(self, service: str | None) -> ServingLogger:
         """The serving logger of ``service`` (built once): ``.stats()``, ``.prometheus()``."""
@@ -209,13 +226,17 @@ class FeatureStore:
 
     def get_historical_features(self, entity_df: Any = None, features: list[str] | None = None,
                                 service: str | None = None, as_of_known: bool = False,
-                                **options: Any) -> HistoricalResult:
+                                scale: bool = False, stats_as_of: Time | None = None,
+                                **options: Any) -> HistoricalResult | ScaledHistoricalResult:
         """Point-in-time correct feature values for each row of ``entity_df``.
 
         One output row per input row, input order kept, duplicates kept, extra columns carried
         through. ``entity_df``: pandas, Arrow, a Parquet path or a DuckDB query with the entity
         keys and ``event_timestamp`` (zone-aware). Options: ``timestamp_column``,
         ``include_late``, ``full_feature_names``, ``spine`` (a SpineSpec instead of entity_df).
+        ``scale=True`` scales the service's ``scalers`` (else every numeric feature, standard)
+        with scalers fitted from statistics of data up to ``stats_as_of`` (made the current
+        version, which serving applies); without ``stats_as_of`` the current versions.
 
         Example:
             >>> store.get_historical_features(df, service="fraud_v1").to_pandas()
@@ -223,7 +244,30 @@ class FeatureStore:
         from braid_batch.pit import get_historical_features
 
         refs = self.repo.refs(features, service)
-        return get_historical_features(self.repo, entity_df, refs, as_of_known, **options)
+        result = get_historical_features(self.repo, entity_df, refs, as_of_known, **options)
+        if not scale:
+            return result
+        from braid.stats.scalers import ScaledHistoricalResult, resolve_scalers, scaler_kinds
+
+        fitted = resolve_scalers(self, scaler_kinds(self, refs, service),
+                                 _ms(stats_as_of, "stats_as_of"))
+        self._scalers.clear()
+        return ScaledHistoricalResult(result, fitted)
+
+    # ------------------------------------------------------------------ statistics
+    def stats(self, ref: str, as_of: Time | None = None) -> MergedStats | None:
+        """Statistics of "view:feature" over all data with event time <= ``as_of`` (DESIGN §9):
+        count, nulls, mean, std, min, max, quantiles; None before ``braid stats compute``.
+
+        Example:
+            >>> store.stats("user_txn_stats:amount_sum_1h").summary()["mean"]
+        """
+        from braid.definitions.service import resolve_reference
+        from braid.stats.snapshots import merged_as_of
+
+        view, _ = resolve_reference(ref, self.repo.views)
+        return merged_as_of(self.registry, self.project, ref, _ms(as_of, "as_of"),
+                            self.repo.plan(view.name).namespace)
 
     def get_training_set_from_logs(self, service: str, labels: str | None = None,
                                    start: Time | None = None, end: Time | None = None,
@@ -247,6 +291,46 @@ class FeatureStore:
         self.registry.add_edge(self.project, ("service", service),
                                ("training_set", result.name))
         return result
+
+    # ------------------------------------------------------------------ streaming
+    def push(self, source_name: str, rows: Any) -> PushReport:
+        """Validate ``rows`` and append them to a StreamSource's log (Kafka or the local log).
+
+        Records are keyed by the join keys of the views reading the source, so one entity's
+        events stay in one partition. All or nothing: a bad row raises ``PushError``.
+
+        Example:
+            >>> store.push("transactions", [{"txn_id": "t1", "user_id": 7, "amount": 9.5,
+            ...             "ts": "2026-01-01T00:00:00Z"}])
+        """
+        from braid.definitions.sources import StreamSource
+        from braid.errors import UnknownFeatureError, close_matches
+        from braid_streaming.log import open_log
+        from braid_streaming.push import push
+        from braid_streaming.runner.views import source_key_fields
+
+        source = self.repo.sources.get(source_name)
+        if not isinstance(source, StreamSource):
+            streams = [n for n, s in self.repo.sources.items() if isinstance(s, StreamSource)]
+            raise UnknownFeatureError(f"'{source_name}' is not a stream source."
+                                      f"{close_matches(source_name, streams)}")
+        with open_log(self.config.kafka, self.config.root) as log:
+            return push(log, source, rows, source_key_fields(self.repo, source_name))
+
+    def stream_runner(self, views: list[str] | None = None, **options: Any) -> StreamRunner:
+        """The embedded runner of ``views`` (default: every online stream view).
+
+        Options are those of ``RunnerOptions`` (max_batch, max_wait_ms, instance, instances,
+        chunk_keys) plus ``hook``, ``say`` and ``status_every_s``.
+
+        Example:
+            >>> with store.stream_runner() as runner:
+            ...     runner.run(once=True)
+        """
+        from braid_streaming.runner import RunnerOptions, StreamRunner
+
+        extra = {k: options.pop(k) for k in ("hook", "say", "status_every_s") if k in options}
+        return StreamRunner(self, views, RunnerOptions(**options), **extra)
 
 
 def _ms(value: Any, what: str) -> int | None:

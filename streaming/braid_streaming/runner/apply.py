@@ -1,0 +1,121 @@
+"""Apply one micro-batch to one view: the compiled DuckDB SQL of batch, run over the batch's
+on-time events, then tile deltas merged in chunks of keys under a per-key sequence guard and
+projection rows written last-write-wins (DESIGN §6.4, §7).
+
+The tiles query is the one :class:`~braid.compile.duckdb.DuckDBCompiler` renders for
+backfill; this module only wraps it to keep the tiles the stream owns (``tile_start >= C``)
+and to number chunks of keys (``dense_rank`` over the keys), so every chunk is a whole set of
+keys and a replay cuts exactly the same chunks.
+
+Guard fields are per hop: one hash holds every hop of a view, and a key's first hop merge
+must not make its second hop look already applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from sqlglot import exp
+
+from braid.compile.algebra_sql import TS, col, lit
+from braid.compile.dialect import DUCKDB
+from braid.compile.duckdb import TILE_START, DuckDBCompiler
+from braid.online import OnlineStore, SeqGuard
+from braid.plan import ViewPlan
+
+CHUNK = "_chunk"
+BATCH_RELATION = "braid_batch_events"
+
+#: Called after each chunk is applied with (view, hop or None for rows, chunk index).
+ChunkHook = Callable[[str, int | None, int], None]
+
+
+@dataclass
+class ViewApplied:
+    """What one batch did to one view."""
+
+    events: int = 0
+    tiles: int = 0
+    keys: int = 0
+    rows: int = 0
+    newest_ts: int | None = None
+
+
+def guard_runner(runner_id: str, hop: int) -> str:
+    """The guard name of one runner instance and hop: ``_seq:<runner_id>.<hop>``."""
+    return f"{runner_id}.{hop}"
+
+
+def _chunked_tiles(compiler: DuckDBCompiler, events: exp.Select, hop: int,
+                   cutoff: int, chunk_keys: int) -> exp.Select:
+    """Tiles of ``hop`` with ``tile_start >= cutoff``, numbered in chunks of keys."""
+    keys = [col(k) for k in compiler.plan.key_names]
+    rank = exp.Window(this=exp.Anonymous(this="dense_rank"),
+                      order=exp.Order(expressions=[exp.Ordered(this=k.copy()) for k in keys]))
+    chunk = exp.IntDiv(this=exp.Paren(this=exp.Sub(this=rank, expression=lit(1))),
+                       expression=lit(chunk_keys))
+    tiles = compiler.tiles_query(events, hop).subquery("t")
+    return (exp.select(exp.Star(), exp.alias_(chunk, CHUNK, quoted=True)).from_(tiles)
+            .where(exp.GTE(this=col(TILE_START), expression=lit(cutoff)))
+            .order_by(col(CHUNK)))
+
+
+def _split(table: pa.Table) -> list[pa.Table]:
+    """Slices of a table sorted by ``_chunk``, one per chunk, without the column."""
+    if table.num_rows == 0:
+        return []
+    ids = table.column(CHUNK).to_numpy()
+    bounds = [0, *np.flatnonzero(np.diff(ids)) + 1, table.num_rows]
+    body = table.drop_columns([CHUNK])
+    return [body.slice(lo, hi - lo) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+
+
+def apply_view(con: duckdb.DuckDBPyConnection, store: OnlineStore, plan: ViewPlan,
+               events_table: pa.Table, cutoffs: dict[int, int], runner_id: str, seq: int,
+               chunk_keys: int = 5000, hook: ChunkHook | None = None) -> ViewApplied:
+    """Merge one batch's tile deltas and projection rows of ``plan`` into ``store``.
+
+    Args:
+        con: a DuckDB connection from :func:`braid.duck.connect` (UTC).
+        store: the online store.
+        plan: the view.
+        events_table: the decoder's on-time events (source columns, declared types).
+        cutoffs: hop -> C; only tiles with ``tile_start >= C`` are merged (DESIGN §6.4).
+        runner_id: the runner instance id (guard field prefix).
+        seq: the batch's sequence number.
+        chunk_keys: keys per guarded merge call.
+        hook: called after every chunk (tests inject crashes here).
+    """
+    done = ViewApplied()
+    if events_table.num_rows == 0:
+        return done
+    con.register(BATCH_RELATION, events_table)
+    try:
+        compiler = DuckDBCompiler(plan)
+        events = compiler.events(exp.to_table(BATCH_RELATION), source=plan.source)
+        stats = con.sql(DUCKDB.render(
+            exp.select(exp.Count(this=exp.Star()), exp.Max(this=col(TS)))
+            .from_(events.subquery("s")))).fetchall()[0]
+        done.events, done.newest_ts = int(stats[0]), stats[1]
+        for hop in plan.hops:
+            sql = DUCKDB.render(_chunked_tiles(compiler, events, hop, cutoffs[hop], chunk_keys))
+            guard = SeqGuard(guard_runner(runner_id, hop), seq)
+            for i, chunk in enumerate(_split(con.sql(sql).to_arrow_table())):
+                done.keys += store.merge_tiles(plan, hop, chunk, guard=guard)
+                done.tiles += chunk.num_rows
+                if hook:
+                    hook(plan.name, hop, i)
+        if plan.projections:
+            rows = con.sql(DUCKDB.render(compiler.rows_query(events))).to_arrow_table()
+            for i, lo in enumerate(range(0, rows.num_rows, chunk_keys)):
+                done.rows += store.write_rows(plan, rows.slice(lo, chunk_keys))
+                if hook:
+                    hook(plan.name, None, i)
+    finally:
+        con.unregister(BATCH_RELATION)
+    return done
+

@@ -1,0 +1,152 @@
+"""Runner metadata kept *in the online store* it writes (DESIGN §7): the state document of
+:mod:`braid_streaming.runner.state`, one small key/value per runner instance.
+
+Keeping offsets next to the tiles they describe means a restored or replaced store cannot
+silently pair old offsets with new state. SQLite: a ``braid_runner_meta(key, value)`` table in
+the same database file (same WAL, same durability). Redis: a plain string key
+``braid:_meta:<key>`` on the same server (the tests run it with ``--appendonly yes``).
+
+If an online store offers ``get_meta`` / ``set_meta`` / ``has_prefix`` itself, those are used.
+
+Example:
+    >>> meta = meta_for(store.online)
+    >>> meta.set("runner:fraud:transactions:ab12cd34:0of1", state.dumps())
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from typing import Any
+
+from braid.errors import StoreError
+from braid.online import OnlineStore
+
+_SQLITE_SCHEMA = ("CREATE TABLE IF NOT EXISTS braid_runner_meta ("
+                  "key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+_GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+
+
+class MetaStore(ABC):
+    """Durable key/value strings beside the online state."""
+
+    @abstractmethod
+    def get(self, key: str) -> str | None:
+        """The value of ``key``, or None."""
+
+    @abstractmethod
+    def set(self, key: str, value: str | None) -> None:
+        """Store ``value`` durably (None deletes the key)."""
+
+    @abstractmethod
+    def has_prefix(self, prefix: str) -> bool:
+        """Whether any online state key starts with ``prefix``."""
+
+
+class SqliteMeta(MetaStore):
+    """Metadata in the SQLite online store's file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._con().execute(_SQLITE_SCHEMA)
+
+    def _con(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                                  check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")  # offsets must survive a power loss too
+            self._local.con = con
+        return con
+
+    def get(self, key: str) -> str | None:
+        row = self._con().execute("SELECT value FROM braid_runner_meta WHERE key = ?",
+                                  (key,)).fetchall()
+        return str(row[0][0]) if row else None
+
+    def set(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._con().execute("DELETE FROM braid_runner_meta WHERE key = ?", (key,))
+        else:
+            self._con().execute("INSERT OR REPLACE INTO braid_runner_meta VALUES (?, ?)",
+                                (key, value))
+
+    def has_prefix(self, prefix: str) -> bool:
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        try:
+            rows = self._con().execute(
+                "SELECT 1 FROM braid_online WHERE key >= ? AND key < ? LIMIT 1",
+                (prefix, end)).fetchall()
+        except sqlite3.OperationalError:
+            return False  # no online table yet: nothing written
+        return bool(rows)
+
+
+class RedisMeta(MetaStore):
+    """Metadata as string keys ``braid:_meta:<key>`` on the Redis online store's server."""
+
+    def __init__(self, client: Any, url: str) -> None:
+        import redis
+
+        self.client, self.url, self._errors = client, url, redis.RedisError
+
+    def _call(self, *args: Any) -> Any:
+        try:
+            return self.client.execute_command(*args)
+        except self._errors as e:
+            raise StoreError(f"redis metadata {args[0]} failed on {self.url}: {e}") from e
+
+    def get(self, key: str) -> str | None:
+        raw = self._call("GET", "braid:_meta:" + key)
+        return None if raw is None else raw.decode()
+
+    def set(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._call("DEL", "braid:_meta:" + key)
+        else:
+            self._call("SET", "braid:_meta:" + key, value)
+
+    def has_prefix(self, prefix: str) -> bool:
+        cursor: Any = 0
+        pattern = prefix.translate(_GLOB) + "*"
+        while True:
+            cursor, keys = self._call("SCAN", cursor, "MATCH", pattern, "COUNT", 5000)
+            if keys:
+                return True
+            if int(cursor) == 0:
+                return False
+
+
+class _Delegate(MetaStore):
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def get(self, key: str) -> str | None:
+        return self.store.get_meta(key)  # type: ignore[no-any-return]
+
+    def set(self, key: str, value: str | None) -> None:
+        self.store.set_meta(key, value)
+
+    def has_prefix(self, prefix: str) -> bool:
+        return bool(self.store.has_prefix(prefix))
+
+
+def meta_for(store: OnlineStore) -> MetaStore:
+    """The metadata store living beside ``store``'s state.
+
+    Raises:
+        StoreError: the store kind keeps no metadata (the runner cannot run on it).
+    """
+    if all(hasattr(store, m) for m in ("get_meta", "set_meta", "has_prefix")):
+        return _Delegate(store)
+    path = getattr(store, "path", None)
+    if isinstance(path, str):
+        return SqliteMeta(path)
+    client = getattr(store, "client", None)
+    if client is not None and hasattr(client, "execute_command"):
+        return RedisMeta(client, str(getattr(store, "url", "redis")))
+    raise StoreError(f"online store {type(store).__name__} keeps no runner metadata; "
+                     "use the sqlite or redis online store")
