@@ -72,7 +72,7 @@ def main() -> None:
     from braid.cli import definitions  # noqa: F401  (registers commands)
 
     for extra in ("braid.cli.batch", "braid.cli.online", "braid.cli.streaming", "braid.cli.flink",
-                  "braid.cli.training"):
+                  "braid.cli.stats", "braid.cli.training"):
         try:
             __import__(extra)
         except ImportError:

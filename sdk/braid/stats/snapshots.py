@@ -102,3 +102,21 @@ def merged_as_of(registry: Registry, project: str, ref: str, as_of: int | None =
         population=chain[0].body.get("population"), snapshot_ids=[s.id for s in chain],
         origins=[s.origin for s in chain],
     )
+
+
+def merged_between(registry: Registry, project: str, ref: str, after: int, as_of: int,
+                   namespace: str | None = None) -> MergedStats | None:
+    """Chunks of ``ref`` with data in ``(after, as_of]``: those of the chain as of ``as_of``
+    that start after the chain as of ``after`` ends (for drift between two times)."""
+    before = chunks_as_of(registry, project, ref, after, namespace)
+    edge = max((s.end for s in before), default=None)
+    chain = [s for s in chunks_as_of(registry, project, ref, as_of, namespace)
+             if edge is None or s.start >= edge]
+    if not chain:
+        return None
+    total = FeatureStats()
+    for snap in chain:
+        total.merge(FeatureStats.from_dict(snap.body["stats"]))
+    return MergedStats(ref, total, min(s.start for s in chain), max(s.end for s in chain),
+                       chain[0].body.get("population"), [s.id for s in chain],
+                       [s.origin for s in chain])
