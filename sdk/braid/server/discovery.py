@@ -187,4 +187,11 @@ def _columns(nodes: set[tuple[str, str]],
                 changed = True
         if not changed:
             break
+    # Roots (entities, raw sources) sit just left of their nearest consumer, so an edge does
+    # not run behind a column of other nodes.
+    for node in nodes:
+        if not any(b == node for _, b in pairs):
+            after = [column[b] for a, b in pairs if a == node]
+            if after:
+                column[node] = min(after) - 1
     return column
