@@ -167,19 +167,27 @@ def ensure_topics(log: Any, project: str, plans: Sequence[ViewPlan]) -> None:
 # ------------------------------------------------------------------ process management
 
 
-def _is_worker(pid: int) -> bool:
-    """Whether ``pid`` is a live braid Flink worker (not a zombie, not a reused pid)."""
+def _reap(pid: int) -> None:
+    """Collect ``pid`` if it is our own finished child (a test, or a CLI in one process)."""
     try:
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own finished child
+        os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def _is_worker(pid: int) -> bool:
+    """Whether ``pid`` is a live braid Flink worker (not a zombie, not a reused pid)."""
+    _reap(pid)
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X") and WORKER_MODULE.encode() in cmdline
+    if state in ("Z", "X"):
+        _reap(pid)
+        return False
+    return WORKER_MODULE.encode() in cmdline
 
 
 def read_pid(paths: FlinkPaths) -> int | None:
@@ -279,10 +287,23 @@ def stop(paths: FlinkPaths, timeout_s: float = 60.0) -> bool:
             os.killpg(pid, signal.SIGKILL)  # the worker leads its own session
             break
         time.sleep(0.1)
-    while _is_worker(pid):
+    while not _gone(pid):
+        if time.monotonic() > deadline + 10:
+            raise FlinkManageError(f"the Flink worker (pid {pid}) does not exit")
         time.sleep(0.1)
     paths.pid.unlink(missing_ok=True)
     return True
+
+
+def _gone(pid: int) -> bool:
+    """Whether the process has fully exited (reaped, or a zombie its parent will reap)."""
+    _reap(pid)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0] in ("Z", "X") and int(fields[1]) != os.getpid()
 
 
 def submit_remote(job: FlinkJob, jar: Path, address: str) -> str:

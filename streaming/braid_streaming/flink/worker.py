@@ -41,8 +41,13 @@ def _stop_job(client: Any, savepoints: str | None) -> str:
     """Stop with a savepoint if possible, else cancel; returns what happened."""
     if savepoints:
         try:
-            path = client.stop_with_savepoint(False, savepoints).result()
-            return f"stopped with savepoint {path}"
+            # PyFlink 2.0.0's stop_with_savepoint calls a 2-argument Java method that Flink
+            # 2.0 no longer has; call the 3-argument one (with the format type) directly.
+            from pyflink.java_gateway import get_gateway
+
+            fmt = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+            future = client._j_job_client.stopWithSavepoint(False, savepoints, fmt)
+            return f"stopped with savepoint {future.get()}"
         except Exception as e:  # a MiniCluster may refuse; the checkpoints remain
             print(f"stop-with-savepoint failed ({str(e).splitlines()[0][:200]}); cancelling",
                   flush=True)
