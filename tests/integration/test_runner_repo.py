@@ -62,8 +62,9 @@ MERCHANTS = list(range(100, 105))
 
 
 def make_stream_repo(root: Path, online: dict[str, Any] | None = None,
-                     bootstrap: str | None = None) -> Path:
-    """Write the repository; ``online`` is the ``online_store`` section (default SQLite)."""
+                     bootstrap: str | None = None, topic: str = "txns") -> Path:
+    """Write the repository; ``online`` is the ``online_store`` section (default SQLite),
+    ``bootstrap`` a Kafka broker (default: the local log)."""
     root.mkdir(parents=True, exist_ok=True)
     online = online or {"type": "sqlite", "path": "data/online.db"}
     lines = "\n".join(f"  {k}: {v}" for k, v in online.items())
@@ -71,7 +72,8 @@ def make_stream_repo(root: Path, online: dict[str, Any] | None = None,
     (root / "braid.yaml").write_text("project: shop\nregistry: sqlite:///data/registry.db\n"
                                      f"offline_store:\n  path: data/offline\n"
                                      f"online_store:\n{lines}\n{kafka}")
-    (root / "definitions.py").write_text(textwrap.dedent(DEFINITIONS))
+    text = textwrap.dedent(DEFINITIONS).replace('topic="txns"', f'topic="{topic}"')
+    (root / "definitions.py").write_text(text)
     return root
 
 
@@ -117,10 +119,11 @@ def produce_bad(fs: FeatureStore, records: list[tuple[bytes, str]]) -> None:
     """Append raw records to the source topic (``push`` would refuse them)."""
     from braid_streaming.log import open_log
 
+    topic = fs.repo.sources["txns"].topic  # type: ignore[union-attr]
     with open_log(fs.config.kafka, fs.config.root) as log:
-        if not log.topic_exists("txns"):
-            log.create_topic("txns", 2)
-        log.produce("txns", [(None, value, 1) for value, _ in records])
+        if not log.topic_exists(topic):
+            log.create_topic(topic, 2)
+        log.produce(topic, [(None, value, 1) for value, _ in records])
         log.flush()
 
 
