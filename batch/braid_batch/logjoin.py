@@ -151,8 +151,11 @@ def _backfill_relation(con: duckdb.DuckDBPyConnection, repo: Repo, schema: LogSc
                                                           strict=True)}
         hist = hist.rename_columns([names.get(c, c) for c in hist.column_names])
     hist = hist.append_column("__bf_row", pa.array(range(hist.num_rows), pa.int32()))
+    i = hist.schema.get_field_index(timestamp_column)
+    ts_type = hist.schema.field(i).type
+    if pa.types.is_timestamp(ts_type):  # pandas gives ns; epoch_ms wants one TIMESTAMPTZ type
+        hist = hist.set_column(i, pa.field(timestamp_column, _TS), hist.column(i).cast(_TS))
     con.register("__braid_backfill_src", hist)
-    ts_type = hist.schema.field(timestamp_column).type
     cols = [exp.alias_(exp.Cast(this=exp.Null(), to=exp.DataType.build("VARCHAR")),
                        "request_id", quoted=True),
             exp.alias_(S.q("__bf_row"), "row", quoted=True),
@@ -202,7 +205,8 @@ def build_training_set(repo: Repo, service: str, labels: str | None = None,
     if backfill is not None:
         first = None
         if glob is not None:
-            first = con.execute(f"SELECT min(served_at) FROM {DUCKDB.render(rel)}").fetchone()[0]
+            sql = f"SELECT min(served_at) FROM {DUCKDB.render(rel)}"
+            first = con.execute(sql).fetchall()[0][0]
         rel_bf = _backfill_relation(con, repo, schema, backfill, timestamp_column)
         end_bf = first if end is None or first is None else min(end, first)
         parts.append(S.requests_sql(rel_bf, keys, schema.columns, mat, cutoff, start, end_bf,
