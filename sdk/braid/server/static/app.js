@@ -209,8 +209,8 @@ function freshnessSection(f) {
 }
 
 async function viewPage(name) {
-  const [v, graph] = await Promise.all([api(`/api/views/${encodeURIComponent(name)}`),
-                                        api(`/api/lineage/${encodeURIComponent("view:" + name)}`)]);
+  const v = await api(`/api/views/${encodeURIComponent(name)}`);  // its error names the view
+  const graph = await api(`/api/lineage/${encodeURIComponent("view:" + v.name)}`);
   const src = v.source || {};
   render(
     h("div", {}, kindBadge("view"), h("h1", {id: "title"}, v.name)),
@@ -235,8 +235,8 @@ async function viewPage(name) {
 }
 
 async function servicePage(name) {
-  const [s, graph] = await Promise.all([api(`/api/services/${encodeURIComponent(name)}`),
-                                        api(`/api/lineage/${encodeURIComponent("service:" + name)}`)]);
+  const s = await api(`/api/services/${encodeURIComponent(name)}`);
+  const graph = await api(`/api/lineage/${encodeURIComponent("service:" + s.name)}`);
   const logging = s.logging ? `on, sample rate ${s.logging.sample_rate}` : "off";
   render(
     h("div", {}, kindBadge("service"), h("h1", {id: "title"}, s.name)),
