@@ -17,9 +17,13 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	@touch $@
 
-# Everything the tests use: Redis client, Kafka clients + Tansu broker, PyFlink, server, Feast.
+# Everything the tests use: Redis client, Kafka clients + Tansu broker, PyFlink, server, Feast,
+# and headless Chromium from Debian for the web page tests (never `playwright install`).
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[all,dev]'
+	@command -v chromium >/dev/null 2>&1 || command -v apt-get >/dev/null 2>&1 && \
+	  { command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium chromium-driver \
+	    >/dev/null 2>&1 || echo "note: could not install chromium; browser tests will skip"; }
 	@touch $@ $(VENV)/.core
 
 install: $(VENV)/.core
