@@ -182,14 +182,14 @@ def tile_close_query(store: OfflineStore, plan: ViewPlan, hop: int, window: int,
     def q(alias: str, name: str) -> exp.Column:
         return exp.column(name, table=alias, quoted=True)
 
-    on: exp.Expression = exp.and_(
+    on: exp.Expr = exp.and_(
         *[exp.EQ(this=q("c", k), expression=q("t", k)) for k in keys],
         exp.GT(this=q("t", TILE_START),
                expression=exp.Sub(this=q("c", TILE_START), expression=A.lit(window))),
         exp.LTE(this=q("t", TILE_START), expression=q("c", TILE_START)),
     )
     partials = list(dict.fromkeys(g.partial for g in group))
-    inner_cols: list[exp.Expression] = [exp.alias_(q("c", k), k, quoted=True) for k in keys]
+    inner_cols: list[exp.Expr] = [exp.alias_(q("c", k), k, quoted=True) for k in keys]
     inner_cols.append(exp.alias_(q("c", TILE_START), CLOSE, quoted=True))
     for p in partials:
         inner_cols += [exp.alias_(q("t", c), c, quoted=True) for c in p.columns]
@@ -198,13 +198,13 @@ def tile_close_query(store: OfflineStore, plan: ViewPlan, hop: int, window: int,
         tiles.subquery("t"), on=on, join_type="inner")
     # the CHAN merge needs each group's merged mean first (a window over the joined rows)
     means: dict[int, str] = {}
-    with_means: list[exp.Expression] = [exp.Star()]
+    with_means: list[exp.Expr] = [exp.Star()]
     for i, p in enumerate(partials):
         if p.spec.merge == Merge.CHAN:
             means[i] = f"__gm{i}"
             with_means.append(exp.alias_(A.chan_group_mean(p, group_by), means[i], quoted=True))
     middle = exp.select(*with_means).from_(joined.subquery("j"))
-    outer: list[exp.Expression] = [A.col(k) for k in keys] + [A.col(CLOSE)]
+    outer: list[exp.Expr] = [*[A.col(k) for k in keys], A.col(CLOSE)]
     for g in group:
         i = partials.index(g.partial)
         gm = A.col(means[i]) if i in means else None

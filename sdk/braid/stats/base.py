@@ -14,14 +14,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
 from braid.errors import BraidError
 
-Values = np.ndarray | pa.Array | pa.ChunkedArray | list[Any]
+Values: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray | list[Any]
 
 #: Every statistic class by its ``kind`` name (filled by ``__init_subclass__``).
 STATISTICS: dict[str, type[Statistic]] = {}
