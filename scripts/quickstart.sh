@@ -26,6 +26,21 @@ braid backfill
 step "6. materialize: latest rows and live tiles into the online store (SQLite)"
 braid materialize
 
-step "7. discover: search the registry and describe a view"
+step "7. online lookup (SDK read path; braid serve answers the same over HTTP)"
+braid get-online --service fraud_v1 -e user_id=1 -e merchant_id=3
+
+step "8. point-in-time training set for three labelled moments"
+mkdir -p build
+NOW=$(date -u +%Y-%m-%dT%H:00:00Z)
+cat > build/entities.csv <<CSV
+user_id,merchant_id,event_timestamp,label
+1,3,$NOW,0
+2,7,$NOW,1
+1,3,$(date -u -d '-3 days' +%Y-%m-%dT%H:%M:00Z),0
+CSV
+braid get-historical --entities build/entities.csv --service fraud_v1 --out build/training.parquet
+"$BIN/python" -c "import pandas as pd; pd.set_option('display.width', 160); print(pd.read_parquet('build/training.parquet').iloc[:, :8].to_string())"
+
+step "9. discover: search the registry and describe a view"
 braid search "spending" --limit 5
 braid describe user_txn_stats
