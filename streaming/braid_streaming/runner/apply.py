@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 from sqlglot import exp
 
-from braid.compile.algebra_sql import TS, col, lit
+from braid.compile.algebra_sql import CT, TS, col, lit
 from braid.compile.dialect import DUCKDB
 from braid.compile.duckdb import TILE_START, DuckDBCompiler
 from braid.online import OnlineStore, SeqGuard
@@ -62,6 +62,16 @@ def _chunked_tiles(compiler: DuckDBCompiler, events: exp.Select, hop: int,
     return (exp.select(exp.Star(), exp.alias_(chunk, CHUNK, quoted=True)).from_(tiles)
             .where(exp.GTE(this=col(TILE_START), expression=lit(cutoff)))
             .order_by(col(CHUNK)))
+
+
+def _latest_rows(compiler: DuckDBCompiler, events: exp.Select) -> exp.Select:
+    """Projection rows, only those tied for the greatest (``_ts``, ``_ct``) per key: the
+    store breaks the remaining ties by canonical value (DESIGN §4.1), so no winner is lost."""
+    keys = [col(k) for k in compiler.plan.key_names]
+    rank = exp.Window(this=exp.Anonymous(this="rank"), partition_by=keys, order=exp.Order(
+        expressions=[exp.Ordered(this=col(TS), desc=True), exp.Ordered(this=col(CT), desc=True)]))
+    rows = compiler.rows_query(events).subquery("r")
+    return exp.select(exp.Star()).from_(rows).qualify(exp.EQ(this=rank, expression=lit(1)))
 
 
 def _split(table: pa.Table) -> list[pa.Table]:
@@ -110,7 +120,7 @@ def apply_view(con: duckdb.DuckDBPyConnection, store: OnlineStore, plan: ViewPla
                 if hook:
                     hook(plan.name, hop, i)
         if plan.projections:
-            rows = con.sql(DUCKDB.render(compiler.rows_query(events))).to_arrow_table()
+            rows = con.sql(DUCKDB.render(_latest_rows(compiler, events))).to_arrow_table()
             for i, lo in enumerate(range(0, rows.num_rows, chunk_keys)):
                 done.rows += store.write_rows(plan, rows.slice(lo, chunk_keys))
                 if hook:

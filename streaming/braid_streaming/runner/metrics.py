@@ -35,6 +35,7 @@ class RunnerMetrics:
     lag: dict[int, int] = field(default_factory=dict)
     newest_ts: dict[str, int] = field(default_factory=dict)
     apply_latency_ms: float = 0.0
+    delays_ms: list[int] = field(default_factory=list)
     _window: list[tuple[float, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -52,6 +53,13 @@ class RunnerMetrics:
         now = time.monotonic()
         self._window.append((now, events))
         self._window = [(t, n) for t, n in self._window if now - t <= 10.0]
+
+    def record_delays(self, now_ms: int, record_ts: list[int]) -> None:
+        """Keep commit time - record time of the last ~100k records (end-to-end delay; braid's
+        producer sets the record time to the event time)."""
+        self.delays_ms.extend(now_ms - ts for ts in record_ts)
+        if len(self.delays_ms) > 200_000:
+            del self.delays_ms[:-100_000]
 
     def rate(self) -> float:
         """Events per second over the last ~10 s."""

@@ -228,6 +228,7 @@ class SourceRunner:
                          f"retry {attempt} in {wait:.2f}s")
                 time.sleep(wait)
         self.metrics.record_batch(len(records), result.counts, time.perf_counter() - t0)
+        self.metrics.record_delays(time.time_ns() // 1_000_000, [r.timestamp_ms for r in records])
 
     def _apply(self, intent: Intent, result: IngestResult) -> None:
         self.meta.set(self.state_key, replace(self.state, intent=intent).dumps())

@@ -1,0 +1,142 @@
+"""Embedded runner throughput and freshness, against the raw consume rate of the same log.
+
+Run: ``python bench/bench_runner.py [--n 200000] [--rate 10000] [--seconds 10]``.
+Two setups: the local log + SQLite, and confluent-kafka (a private Tansu, or
+BRAID_KAFKA_BOOTSTRAP) + a private appendonly redis-server. For each: events/s of
+``stream run --once`` over ``n`` pushed JSON events (3 views: two windowed aggregations over
+two hops, one projection) vs. the raw poll rate of the same log in the same run; then
+freshness (commit time - event time) p50/p99 at a steady ``rate`` events/s. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from braid.store import FeatureStore  # noqa: E402
+from braid.timeutil import HOUR, tile_start  # noqa: E402
+from braid_streaming.log import open_log  # noqa: E402
+from tests.integration.test_runner_repo import make_stream_repo  # noqa: E402
+
+
+def gen(n: int, t0: int, users: int = 10_000) -> list[dict[str, Any]]:
+    rnd = random.Random(1)
+    return [{"user_id": rnd.randrange(users), "merchant_id": rnd.randrange(500),
+             "amount": round(rnd.uniform(1, 200), 2), "ts": t0 + i * 3 * HOUR // n}
+            for i in range(n)]
+
+
+def raw_consume(fs: FeatureStore, n: int) -> float:
+    """Records/s of a bare assign + poll loop over the source topic."""
+    topic = fs.repo.sources["txns"].topic  # type: ignore[union-attr]
+    with open_log(fs.config.kafka, fs.config.root) as log:
+        log.assign(topic, list(range(log.partitions(topic))))
+        got, t = 0, time.perf_counter()
+        while got < n:
+            got += len(log.poll(50_000, timeout=1.0))
+        return got / (time.perf_counter() - t)
+
+
+def throughput(root: Path, n: int) -> tuple[float, float]:
+    fs = FeatureStore(root)
+    t0 = tile_start(int(time.time() * 1000) - 4 * HOUR, HOUR)
+    evs = gen(n, t0)
+    for lo in range(0, n, 50_000):
+        fs.push("txns", evs[lo:lo + 50_000])
+    raw = raw_consume(fs, n)
+    with fs.stream_runner(max_batch=50_000, max_wait_ms=200) as runner:
+        t = time.perf_counter()
+        done = runner.run(once=True, install_signals=False)
+        rate = done / (time.perf_counter() - t)
+    return rate, raw
+
+
+def freshness(root: Path, rate: int, seconds: float) -> tuple[float, float, float]:
+    """p50, p99 of commit - event time (ms) at a steady push rate, and the achieved rate."""
+    fs = FeatureStore(root)
+    runner = fs.stream_runner(max_batch=50_000, max_wait_ms=50)
+    runner.start()
+    thread = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
+    thread.start()
+    rnd = random.Random(2)
+    chunk, pushed, start = rate // 100, 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        now = int(time.time() * 1000)
+        fs.push("txns", [{"user_id": rnd.randrange(10_000), "merchant_id": rnd.randrange(500),
+                          "amount": 1.0, "ts": now} for _ in range(chunk)])
+        pushed += chunk
+        sleep = start + pushed / rate - time.perf_counter()
+        if sleep > 0:
+            time.sleep(sleep)
+    achieved = pushed / (time.perf_counter() - start)
+    time.sleep(1.0)
+    runner.stop()
+    thread.join(60)
+    runner.close()
+    delays = np.array(runner.sources[0].metrics.delays_ms[-pushed:])
+    return float(np.percentile(delays, 50)), float(np.percentile(delays, 99)), achieved
+
+
+def report(name: str, rate: float, raw: float, fresh: tuple[float, float, float]) -> None:
+    print(f"{name:28} runner {rate:>10,.0f} ev/s   raw consume {raw:>10,.0f} rec/s   "
+          f"ratio {rate / raw:5.2f}")
+    print(f"{'':28} freshness at {fresh[2]:,.0f} ev/s: p50 {fresh[0]:.0f} ms  "
+          f"p99 {fresh[1]:.0f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=200_000)
+    ap.add_argument("--rate", type=int, default=10_000)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--skip-kafka", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        local = make_stream_repo(Path(tmp) / "local")
+        rate, raw = throughput(local, args.n)
+        fresh_root = make_stream_repo(Path(tmp) / "local_fresh")
+        report("local log + SQLite", rate, raw, freshness(fresh_root, args.rate, args.seconds))
+        if not args.skip_kafka:
+            kafka_redis(Path(tmp), args)
+
+
+def kafka_redis(tmp: Path, args: argparse.Namespace) -> None:
+    from tests.conftest import RedisServer, free_port
+    from tests.kafka_fixtures import start_tansu, unique_topic
+
+    redis = RedisServer(tmp / "redis")
+    (tmp / "redis").mkdir()
+    redis.start()
+    broker = None
+    bootstrap = os.environ.get("BRAID_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        broker = start_tansu(free_port())
+        bootstrap = broker.bootstrap
+    try:
+        root = make_stream_repo(tmp / "kafka", {"type": "redis", "url": redis.url},
+                                bootstrap=bootstrap, topic=unique_topic("bench"))
+        rate, raw = throughput(root, args.n)
+        fresh_root = make_stream_repo(tmp / "kafka_fresh",
+                                      {"type": "redis", "url": redis.url[:-1] + "1"},
+                                      bootstrap=bootstrap, topic=unique_topic("bench"))
+        report("confluent (Tansu) + Redis", rate, raw,
+               freshness(fresh_root, args.rate, args.seconds))
+    finally:
+        redis.stop()
+        if broker is not None:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
