@@ -41,6 +41,14 @@ CSV
 braid get-historical --entities build/entities.csv --service fraud_v1 --out build/training.parquet
 "$BIN/python" -c "import pandas as pd; pd.set_option('display.width', 160); print(pd.read_parquet('build/training.parquet').iloc[:, :8].to_string())"
 
-step "9. discover: search the registry and describe a view"
+step "9. running statistics of every feature, and a scaled training set (scalers fitted as of a cutoff)"
+braid stats compute
+braid stats show user_txn_stats:amount_sum_1h
+CUTOFF=$(date -u -d '-2 days' +%Y-%m-%dT00:00:00Z)
+braid get-historical --entities build/entities.csv --service fraud_v1 --scale --stats-as-of "$CUTOFF" \
+  --out build/training_scaled.parquet
+"$BIN/python" -c "import pandas as pd; pd.set_option('display.width', 160); print(pd.read_parquet('build/training_scaled.parquet').iloc[:, :8].to_string())"
+
+step "10. discover: search the registry and describe a view"
 braid search "spending" --limit 5
 braid describe user_txn_stats
