@@ -69,17 +69,23 @@ def freshness(root: Path, rate: int, seconds: float) -> tuple[float, float, floa
     runner.start()
     thread = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
     thread.start()
+    from braid_streaming.push import push
+    from braid_streaming.runner import source_key_fields
+
     rnd = random.Random(2)
+    source, keys = fs.repo.sources["txns"], source_key_fields(fs.repo, "txns")
+    log = open_log(fs.config.kafka, fs.config.root)  # one producer for the whole run
     chunk, pushed, start = rate // 100, 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         now = int(time.time() * 1000)
-        fs.push("txns", [{"user_id": rnd.randrange(10_000), "merchant_id": rnd.randrange(500),
-                          "amount": 1.0, "ts": now} for _ in range(chunk)])
+        push(log, source, [{"user_id": rnd.randrange(10_000), "merchant_id": rnd.randrange(500),
+                          "amount": 1.0, "ts": now} for _ in range(chunk)], keys)
         pushed += chunk
         sleep = start + pushed / rate - time.perf_counter()
         if sleep > 0:
             time.sleep(sleep)
     achieved = pushed / (time.perf_counter() - start)
+    log.close()
     time.sleep(1.0)
     runner.stop()
     thread.join(60)
