@@ -125,7 +125,7 @@ class StreamRunner:
             self.say(f"signal {signum}: finishing the current batch, then stopping")
             self._stop.set()
 
-        old = {}
+        old: dict[int, Any] = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             old[sig] = signal.getsignal(sig)
             signal.signal(sig, handler)
