@@ -49,6 +49,12 @@ braid get-historical --entities build/entities.csv --service fraud_v1 --scale --
   --out build/training_scaled.parquet
 "$BIN/python" -c "import pandas as pd; pd.set_option('display.width', 160); print(pd.read_parquet('build/training_scaled.parquet').iloc[:, :8].to_string())"
 
-step "10. discover: search the registry and describe a view"
+step "10. streaming: the embedded runner on the local log; one pushed event changes an online feature"
+"$BIN/python" scripts/quickstart_stream.py "$REPO" stream
+
+step "11. log-and-wait: log served features, let labels arrive, train on exactly what serving saw"
+"$BIN/python" scripts/quickstart_stream.py "$REPO" logs
+
+step "12. discover: search the registry and describe a view"
 braid search "spending" --limit 5
 braid describe user_txn_stats
