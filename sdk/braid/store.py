@@ -157,6 +157,10 @@ class FeatureStore:
             self._scalers[key] = resolve_scalers(self, kinds, None)
         return ScaledOnlineResult(result, self._scalers[key])
 
+    def log_metrics(self) -> str:
+        """Prometheus text of every active serving logger (accepted, delivered, dropped)."""
+        return "".join(logger.prometheus() for logger in list(self._loggers.values()))
+
     def serving_logger(self, service: str | None) -> ServingLogger:
         """The serving logger of ``service`` (built once): ``.stats()``, ``.prometheus()``."""
         logger = self._loggers.get(service or "")

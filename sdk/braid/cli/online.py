@@ -77,7 +77,7 @@ def get_online(ctx: Context, entities: tuple[str, ...], features: str | None,
     at = None
     if now is not None:
         at = int(now) if now.lstrip("-").isdigit() else to_epoch_ms(now, "--now")
-    response = endpoint.read(refs, service, columns, full_feature_names, at)
+    response = endpoint.read(refs, service, columns, full_feature_names, now=at)
     if as_json:
         click.echo(json.dumps(response, indent=2))
     else:

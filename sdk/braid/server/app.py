@@ -134,8 +134,17 @@ def create_app(store: FeatureStore | str | Path, clock: Callable[[], int] | None
 
     @app.get("/metrics", tags=["ops"])
     def prometheus() -> Response:
-        """Request counts, latency histogram and errors, as Prometheus text."""
-        return Response(metrics.render(), media_type=metrics.content_type)
+        """Request counts, latency histogram and errors, as Prometheus text; plus serving-log
+        delivery (drops included) and, in the runner's process, the embedded runner's."""
+        text = metrics.render()
+        if isinstance(text, bytes):
+            text = text.decode()
+        text += fs.log_metrics()
+        import sys
+
+        if "braid_streaming.runner" in sys.modules:
+            text += sys.modules["braid_streaming.runner"].runner_metrics()
+        return Response(text, media_type=metrics.content_type)
 
     app.include_router(discovery_router(fs))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -123,7 +123,8 @@ class OnlineEndpoint:
         return orjson.dumps(self.read(*parse_body(body)))
 
     def read(self, features: list[str] | None, service: str | None, entities: dict[str, Any],
-             full: bool = False, now: int | None = None) -> dict[str, Any]:
+             full: bool = False, log: bool = False, request_id: str | None = None,
+             now: int | None = None) -> dict[str, Any]:
         """The Feast-shaped response for entity columns (``{"user_id": [1, 2]}``)."""
         plan = self.plan(features, service, full)
         columns, n = check_entities(entities, plan)
@@ -132,8 +133,11 @@ class OnlineEndpoint:
                 for vals in zip(*columns.values(), strict=True)]
         if now is None and self.clock is not None:
             now = self.clock()
+        if log and service is None:
+            raise RequestError('"log": true needs a "feature_service" (logs belong to a service)')
         result = self.store.get_online_features(rows, features=features, service=service,
-                                                now=now, full_feature_names=full)
+                                                now=now, full_feature_names=full, log=log,
+                                                request_id=request_id)
         out = result.to_dict()
         statuses = result.statuses()
         times = result.event_timestamps()
@@ -147,11 +151,16 @@ class OnlineEndpoint:
             results.append({"values": values, "statuses": statuses[name],
                             "event_timestamps": [rfc3339(t) for t in times[name]]})
         names += result.feature_names
-        return {"metadata": {"feature_names": names}, "results": results}
+        response: dict[str, Any] = {"metadata": {"feature_names": names}, "results": results}
+        if log:
+            response["metadata"]["request_ids"] = list(result.request_ids)  # type: ignore[union-attr]
+        return response
 
 
-def parse_body(body: bytes) -> tuple[list[str] | None, str | None, dict[str, Any], bool]:
-    """Check the body's structure: (features, feature_service, entities, full_feature_names)."""
+def parse_body(body: bytes) -> tuple[list[str] | None, str | None, dict[str, Any], bool, bool,
+                                     str | None]:
+    """Check the body's structure: (features, feature_service, entities, full_feature_names,
+    log, request_id). ``"log": true`` records the served values for log-and-wait training."""
     try:
         req = orjson.loads(body)
     except orjson.JSONDecodeError as e:
@@ -175,7 +184,13 @@ def parse_body(body: bytes) -> tuple[list[str] | None, str | None, dict[str, Any
     full = req.get("full_feature_names", False)
     if not isinstance(full, bool):
         raise RequestError(f'"full_feature_names" must be true or false, got {_kind(full)}')
-    return features, service, entities, full
+    log = req.get("log", False)
+    if not isinstance(log, bool):
+        raise RequestError(f'"log" must be true or false, got {_kind(log)}')
+    request_id = req.get("request_id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise RequestError(f'"request_id" must be a string, got {_kind(request_id)}')
+    return features, service, entities, full, log, request_id
 
 
 def check_entities(entities: dict[str, Any], plan: RequestPlan) -> tuple[dict[str, list[Any]],
