@@ -110,15 +110,21 @@ def prepare_rows(plan: ViewPlan, table: pa.Table) -> RowBatch:
                     [FIELD_PREFIX + p.name for p in plan.projections], values)
 
 
-def prepare_tiles(plan: ViewPlan, hop: int, table: pa.Table) -> TileBatch:
-    """Encode tile rows (entity keys, ``tile_start``, the hop's partial columns)."""
-    codec = TileCodec(plan, hop)
+def tile_starts(plan: ViewPlan, hop: int, table: pa.Table) -> pa.Array:
+    """The ``tile_start`` column as int64 epoch ms, checked to be multiples of ``hop``."""
     if "tile_start" not in table.column_names:
         raise StoreError("tiles table lacks the 'tile_start' column (int64 epoch ms)")
     starts = _time_column(table, "tile_start", True)
     if starts.null_count or np.any(np.mod(starts.to_numpy(zero_copy_only=False), hop)):
         raise StoreError(f"view '{plan.name}': a tile_start is NULL or not a multiple of the "
                          f"hop ({hop} ms)")
+    return starts
+
+
+def prepare_tiles(plan: ViewPlan, hop: int, table: pa.Table) -> TileBatch:
+    """Encode tile rows (entity keys, ``tile_start``, the hop's partial columns)."""
+    codec = TileCodec(plan, hop)
+    starts = tile_starts(plan, hop, table)
     return TileBatch(codec, encode_keys(plan, table), starts.to_pylist(),
                      codec.encode_table(table))
 

@@ -31,8 +31,18 @@ from braid.online.base import (
     lowers_count,
     prepare_rows,
     prepare_tiles,
+    tile_starts,
 )
-from braid.online.encoding import CT_FIELD, TS_FIELD, canonical, expiry_ms, prune_span
+from braid.online.encoding import (
+    CT_FIELD,
+    TS_FIELD,
+    TileCodec,
+    canonical,
+    encode_keys,
+    expiry_ms,
+    prune_span,
+)
+from braid.online.tilemerge import merge_tile_values
 from braid.plan import ViewPlan
 
 _SCHEMA = """
@@ -43,6 +53,9 @@ CREATE TABLE IF NOT EXISTS braid_online_expiry (
     key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
 """
 _CHUNK = 500
+_UPSERT = "INSERT OR REPLACE INTO braid_online VALUES (?, ?, ?)"
+_UPSERT_EXPIRY = "INSERT OR REPLACE INTO braid_online_expiry VALUES (?, ?)"
+_DELETE = "DELETE FROM braid_online WHERE key = ? AND field = ?"
 
 Hash = dict[str, bytes]
 
@@ -86,8 +99,10 @@ class SqliteOnlineStore(OnlineStore):
         con.execute("COMMIT")
 
     def _load(self, con: sqlite3.Connection, keys: Sequence[str],
-              fields: Sequence[str] | None = None, prefix: str | None = None) -> dict[str, Hash]:
-        """Stored fields of ``keys``: only ``fields`` if given, only ``prefix*`` if given."""
+              fields: Sequence[str] | None = None, prefix: str | None = None,
+              extra: str | None = None) -> dict[str, Hash]:
+        """Stored fields of ``keys``: only ``fields`` if given, only ``prefix*`` (and the
+        ``extra`` field) if given."""
         out: dict[str, Hash] = {k: {} for k in keys}
         uniq = list(out)
         for lo in range(0, len(uniq), _CHUNK):
@@ -98,8 +113,12 @@ class SqliteOnlineStore(OnlineStore):
                 sql += f" AND field IN ({_marks(fields)})"
                 params += list(fields)
             if prefix is not None:  # a primary-key range scan: prefix <= field < prefix + 1
-                sql += " AND field >= ? AND field < ?"
+                sql += " AND (field >= ? AND field < ?"
                 params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+                if extra is not None:
+                    sql += " OR field = ?"
+                    params.append(extra)
+                sql += ")"
             for key, field, value in con.execute(sql, params):
                 out[key][field] = value
         return out
@@ -183,6 +202,46 @@ class SqliteOnlineStore(OnlineStore):
                     guard: SeqGuard | None = None) -> int:
         if table.num_rows == 0:
             return 0
+        codec = TileCodec(plan, hop)
+        starts = tile_starts(plan, hop, table).to_pylist()
+        keys = encode_keys(plan, table)
+        prefix = f"{hop}:"
+        fields = [prefix + str(s) for s in starts]
+        if len(set(zip(keys, starts, strict=True))) != len(keys):
+            return self._merge_tiles_each(plan, hop, table, guard)
+        uniq = list(dict.fromkeys(keys))
+        with self._tx() as con:
+            stored = self._load(con, uniq, prefix=prefix,
+                                extra=guard.field if guard is not None else None)
+            if guard is not None:
+                done = {k for k in uniq if guard.field in stored[k]
+                        and int(stored[k][guard.field]) >= guard.seq}
+                if done:
+                    keep = [k not in done for k in keys]
+                    table = table.filter(pa.array(keep, pa.bool_()))
+                    keys, fields, starts = ([x for x, ok in zip(xs, keep, strict=True) if ok]
+                                            for xs in (keys, fields, starts))
+                    uniq = [k for k in uniq if k not in done]
+                if not uniq:
+                    return 0
+            values = merge_tile_values(codec, [stored[k].get(f) for k, f in
+                                               zip(keys, fields, strict=True)], table)
+            rows = list(zip(keys, fields, values, strict=True))
+            if guard is not None:
+                seq = str(guard.seq).encode()
+                rows += [(k, guard.field, seq) for k in uniq]
+            con.executemany(_UPSERT, rows)
+            exp = expiry_ms(plan)
+            if exp is not None:
+                at = int(time.time() * 1000) + exp
+                con.executemany(_UPSERT_EXPIRY, [(k, at) for k in uniq])
+            con.executemany(_DELETE, _pruned(stored, keys, starts, prefix,
+                                             prune_span(plan, hop)))
+        return len(uniq)
+
+    def _merge_tiles_each(self, plan: ViewPlan, hop: int, table: pa.Table,
+                          guard: SeqGuard | None) -> int:
+        """Tile by tile in Python: for a batch naming one tile twice (merged in order)."""
         batch = prepare_tiles(plan, hop, table)
         codec = batch.codec
         specs = [p.spec for p in codec.partials]
@@ -242,6 +301,20 @@ class SqliteOnlineStore(OnlineStore):
                 con.close()
             self._all.clear()
         self._local = threading.local()
+
+
+def _pruned(stored: dict[str, Hash], keys: list[str], starts: list[int], prefix: str,
+            span: int) -> list[tuple[str, str]]:
+    """(key, field) of the tiles a merge leaves older than the key's newest tile - span:
+    stored tiles of the hop plus the ones just written."""
+    newest: dict[str, int] = {}
+    tiles: list[tuple[str, int]] = list(zip(keys, starts, strict=True))
+    for key in newest.fromkeys(keys):
+        tiles += [(key, int(f[len(prefix):])) for f in stored[key] if f.startswith(prefix)]
+    for key, start in tiles:
+        if start > newest.get(key, start - 1):
+            newest[key] = start
+    return list({(k, f"{prefix}{s}") for k, s in tiles if s < newest[k] - span})
 
 
 def _marks(items: Sequence[object]) -> str:
