@@ -1,10 +1,12 @@
 """Backfill throughput: source events read per second, and per core (target >= 1M/s/core).
 
-Not a test. Runs the backfill twice: with one DuckDB thread (events/s/core measured directly)
-and with every core. Also prints the raw DuckDB scan + group-by of the same events as the
-baseline, so the overhead of braid (compiled SQL, Parquet partitions, manifests) shows.
+Not a test. Runs the backfill with one DuckDB thread (events/s/core measured directly) and
+with every core, ``--repeat`` times each (fresh offline store every time), and prints
+medians. Also prints the raw DuckDB scan + group-by of the same events as the baseline, so
+the overhead of braid (compiled SQL, Parquet partitions, manifests) shows. The machine's load
+average is printed before and after: on a shared machine, compare runs at similar load.
 
-    .venv/bin/python bench/bench_backfill.py --rows 5000000
+    .venv/bin/python bench/bench_backfill.py --rows 5000000 --repeat 5
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -58,27 +61,39 @@ def raw_groupby(root: Path, threads: int) -> float:
         return time.perf_counter() - began
 
 
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--users", type=int, default=10_000)
     ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         root = make_repo(Path(tmp) / "repo", DEFS)
         generate(root, args.rows, args.users, args.days)
         repo = load_repo(root)
-        print(f"{args.rows:,} events, {args.users:,} users, {args.days} days, {cores} cores")
-        for threads in (1, cores):
-            shutil.rmtree(root / "offline", ignore_errors=True)
-            report = backfill(repo, progress=False, threads=threads)
-            raw = raw_groupby(root, threads)
-            eps = report.events_per_second
-            print(f"threads={threads:<3} backfill {report.seconds:6.2f}s  {eps:12,.0f} events/s  "
-                  f"{eps / threads:12,.0f} events/s/core  (tiles {report.tiles_written:,}, "
-                  f"rows {report.rows_written:,}); raw 1-hop group-by {raw:5.2f}s, "
-                  f"ratio {report.seconds / raw:5.1f}x")
+        print(f"{args.rows:,} events, {args.users:,} users, {args.days} days, {cores} cores, "
+              f"median of {args.repeat}; load average {load()}")
+        for threads in sorted({1, cores}):
+            runs, raws = [], []
+            for _ in range(args.repeat):
+                shutil.rmtree(root / "offline", ignore_errors=True)
+                report = backfill(repo, progress=False, threads=threads)
+                runs.append(report.seconds)
+                raws.append(raw_groupby(root, threads))
+            seconds, raw = statistics.median(runs), statistics.median(raws)
+            eps = report.rows_read / seconds
+            print(f"threads={threads:<3} backfill {seconds:6.2f}s (min {min(runs):.2f}, max "
+                  f"{max(runs):.2f})  {eps:12,.0f} events/s  {eps / threads:12,.0f} "
+                  f"events/s/core  (tiles {report.tiles_written:,}, rows "
+                  f"{report.rows_written:,}); raw 1-hop group-by {raw:5.2f}s, ratio "
+                  f"{seconds / raw:5.1f}x")
+        print(f"load average {load()}")
 
 
 if __name__ == "__main__":

@@ -21,23 +21,30 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlglot import exp
 
-from braid.algebra import MISSING_CREATED
-from braid.compile.algebra_sql import CT, TS, col, lit
+from braid.compile.algebra_sql import CT, TS, col, lit, missing_created
 from braid.compile.dialect import DUCKDB
-from braid.compile.duckdb import DuckDBCompiler, relation_for
+from braid.compile.duckdb import DuckDBCompiler, relation_for, tile_start_expr
 from braid.duck import connect
 from braid.errors import StoreError
 from braid.plan import ViewPlan
 from braid.repo import Repo
 from braid.timeutil import DAY
-from braid_batch.offline import TILE_START, OfflineStore, day_of_name, row_schema, tile_schema
+from braid_batch.offline import (
+    TILE_START,
+    OfflineStore,
+    Staged,
+    day_of_name,
+    row_schema,
+    tile_schema,
+)
 from braid_batch.sources import SourceInfo, source_info
 
 #: Rows of source events per chunk (memory bound of one DuckDB query result).
 CHUNK_ROWS = 4_000_000
+#: The temp table holding one chunk's validated events (one per connection).
+_EVENTS = "braid_backfill_events"
 
 OnRange = Callable[[str, int, int], None]
 Cutoffs = Mapping[int, int] | Callable[[ViewPlan], Mapping[int, int]] | None
@@ -148,86 +155,115 @@ class _ViewJob:
         days = self.info.day_counts(lo, hi)
         bar = _bar(progress, sum(days.values()), self.plan.name)
         for a, b in _chunks(lo, hi, self.align, days, chunk_rows):
-            n = sum(c for d, c in days.items() if a <= d * DAY < b)
-            self._chunk(a, b, out)
-            out.rows_read += n
+            try:
+                out.rows_read += self._chunk(a, b, out)
+            finally:
+                self.con.execute(f"DROP TABLE IF EXISTS {_EVENTS}")
             if bar is not None:
-                bar.update(n)
+                bar.update(sum(c for d, c in days.items() if a <= d * DAY < b))
             if on_range is not None:
                 on_range(self.plan.namespace, a, b)
         if bar is not None:
             bar.close()
         return out
 
-    def _chunk(self, a: int, b: int, out: ViewBackfill) -> None:
+    def _chunk(self, a: int, b: int, out: ViewBackfill) -> int:
+        """Read and validate the chunk's events once (a temp table), compute every hop and
+        the rows from it, stage each day's files, then publish them all and the coverage.
+        Returns the number of events read."""
         events = self.compiler.events(self.relation, start=a, end=b,
                                       extra_where=self.info.where(a, b))
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {_EVENTS} AS {DUCKDB.render(events)}")
+        n = int(self.con.sql(f"SELECT count(*) FROM {_EVENTS}").fetchall()[0][0])
+        staged: list[Staged] = []
+        covered: list[tuple[int | None, int]] = []
         for hop in self.plan.hops:
             cutoff = self.cutoffs.get(hop)
             if cutoff is not None and cutoff <= a:
                 continue
-            q = self.compiler.tiles_query(events.copy(), hop)
+            q = exp.select("*").from_(self.compiler.tiles_query(_events(), hop).subquery("t"))
             if cutoff is not None:
-                q = exp.select("*").from_(q.subquery("t")).where(
-                    exp.LT(this=col(TILE_START), expression=lit(cutoff)))
-            table = self._fetch(q).cast(tile_schema(self.plan, hop))
-            ts = table.column(TILE_START)
+                q = q.where(exp.LT(this=col(TILE_START), expression=lit(cutoff)))
+            table = self._fetch(q.order_by(col(TILE_START))).cast(tile_schema(self.plan, hop))
+            # a written tile is complete, so coverage ends at the end of the last one
             covered_to = b if cutoff is None else min(b, -(-cutoff // hop) * hop)
-            for day in self._days(hop, ts, a, covered_to):
-                # a written tile is complete, so coverage ends at the end of the last one
-                self._write(hop, day, _slice(table, ts, day), min((day + 1) * DAY, covered_to), out)
-            self.store.add_coverage(self.plan, hop, a, covered_to)
+            staged += self._stage(hop, table, _int64(table.column(TILE_START)), a, covered_to,
+                                  out, set())
+            covered.append((hop, covered_to))
         if self.plan.projections:
-            table = _rows_table(self._fetch(self.compiler.rows_query(events)), self.plan)
-            ts = pc.cast(table.column(TS), pa.int64())
-            for day in self._days(None, ts, a, b):
-                self._write(None, day, _slice(table, ts, day), (day + 1) * DAY, out)
-            self.store.add_coverage(self.plan, None, a, b)
+            table = _rows_table(self._fetch(self._rows_query()), self.plan)
+            ms = _int64(table.column(TS))
+            staged += self._stage(None, table, ms, a, b, out, self._duplicate_days())
+            covered.append((None, b))
+        self.store.publish(staged)
+        for hop, end in covered:
+            self.store.add_coverage(self.plan, hop, a, end)
+        return n
 
-    def _days(self, hop: int | None, ms: pa.ChunkedArray, a: int, b: int) -> list[int]:
-        """Days in [a, b) with data in ``ms`` or with a partition to replace."""
+    def _rows_query(self) -> exp.Select:
+        """Projection rows by ``_ts``, ``_ct`` NULL where missing (both still epoch ms)."""
+        rows = self.compiler.rows_query(_events())
+        ct = exp.Nullif(this=col(CT), expression=missing_created())
+        cols = [col(k) for k in self.plan.key_names] + [col(TS), exp.alias_(ct, CT, quoted=True)]
+        cols += [col(p.name) for p in self.plan.projections]
+        return exp.select(*cols).from_(rows.subquery("r")).order_by(col(TS))
+
+    def _duplicate_days(self) -> set[int]:
+        """Days holding two events with the same (keys, ``_ts``): their rows partitions are
+        marked so that readers break the tie (DESIGN §4.1)."""
+        keys = [col(k) for k in self.plan.key_names]
+        dups = exp.select(*keys, col(TS)).from_(_EVENTS).group_by(*[k.copy() for k in keys],
+                                                                  col(TS)).having(
+            exp.GT(this=exp.Count(this=exp.Star()), expression=lit(1)))
+        day = exp.Div(this=exp.Paren(this=tile_start_expr(DAY)), expression=lit(DAY), typed=True)
+        q = exp.select(day).distinct().from_(dups.subquery("d"))
+        return {int(d) for (d,) in self.con.sql(DUCKDB.render(q)).fetchall()}
+
+    def _stage(self, hop: int | None, table: pa.Table, ms: np.ndarray, a: int, b: int,
+               out: ViewBackfill, duplicate_days: set[int]) -> list[Staged]:
+        """Stage one partition per day of [a, b) that has data (``table`` sorted by ``ms``)
+        or already exists (replaced by an empty one); days without either stay absent
+        (coverage says they are empty)."""
+        day_of = np.floor_divide(ms, DAY)
         first, last = a // DAY, -(-b // DAY)
-        days = {int(d) for d in np.unique(np.floor_divide(ms.to_numpy(), DAY))}
+        days = {int(d) for d in day_of[np.r_[True, day_of[1:] != day_of[:-1]]]} if len(ms) else set()
         base = self.store.kind_dir(self.plan, hop)
         if base.is_dir():
             days |= {day_of_name(d.name.removeprefix("date=")) for d in base.glob("date=*")}
-        return sorted(d for d in days if first <= d < last)
-
-    def _write(self, hop: int | None, day: int, part: pa.Table, end: int,
-               out: ViewBackfill) -> None:
-        """Publish a partition with data, or replace an existing one with an empty manifest;
-        days without data and without a partition stay absent (coverage says they are empty)."""
-        if part.num_rows == 0 and not self.store.partition_dir(self.plan, hop, day).is_dir():
-            return
-        self.store.write_partition(self.plan, hop, day, part, day * DAY, end)
-        out.partitions += 1
-        if hop is None:
-            out.rows_written += part.num_rows
-        else:
-            out.tiles_written += part.num_rows
+        staged = []
+        for day in sorted(d for d in days if first <= d < last):
+            lo, hi = np.searchsorted(day_of, [day, day + 1])
+            part = table.slice(int(lo), int(hi - lo))
+            staged.append(self.store.stage_partition(
+                self.plan, hop, day, part, day * DAY, min((day + 1) * DAY, b),
+                unique_key_ts=day not in duplicate_days))
+            out.partitions += 1
+            if hop is None:
+                out.rows_written += part.num_rows
+            else:
+                out.tiles_written += part.num_rows
+        return staged
 
     def _fetch(self, q: exp.Select) -> pa.Table:
         return self.con.sql(DUCKDB.render(q)).to_arrow_table()
 
 
+def _events() -> exp.Select:
+    return exp.select("*").from_(_EVENTS)
+
+
+def _int64(values: pa.ChunkedArray) -> np.ndarray:
+    """Epoch ms of an int64 or timestamp[ms] column as one numpy array."""
+    return values.cast(pa.int64()).to_numpy() if len(values) else np.empty(0, np.int64)
+
+
 def _rows_table(table: pa.Table, plan: ViewPlan) -> pa.Table:
-    """Epoch-ms ``_ts``/``_ct`` as timestamp[ms, UTC]; the missing-created sentinel as NULL."""
+    """Epoch-ms ``_ts``/``_ct`` as timestamp[ms, UTC] (a cast that keeps the values)."""
     ts_type = pa.timestamp("ms", tz="UTC")
-    ct = table.column(CT)
-    ct = pc.if_else(pc.equal(ct, MISSING_CREATED), pa.scalar(None, pa.int64()), ct)
-    table = table.set_column(table.schema.get_field_index(TS), TS,
-                             pc.cast(table.column(TS), pa.int64()).cast(ts_type))
-    table = table.set_column(table.schema.get_field_index(CT), CT, ct.cast(ts_type))
+    for name in (TS, CT):
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, table.column(name).cast(pa.int64()).cast(ts_type))
     return table.cast(row_schema(plan), safe=False)
-
-
-def _slice(table: pa.Table, ms: pa.ChunkedArray, day: int) -> pa.Table:
-    """Rows of ``table`` whose time ``ms`` falls in UTC day ``day``."""
-    if table.num_rows == 0:
-        return table
-    lo, hi = day * DAY, (day + 1) * DAY
-    mask = pc.and_(pc.greater_equal(ms, lo), pc.less(ms, hi))
-    return table.filter(mask)
 
 
 def _chunks(lo: int, hi: int, align: int, days: dict[int, int],
