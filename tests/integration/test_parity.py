@@ -1,5 +1,6 @@
 """``braid verify parity``: one adversarial log (out-of-order, late, duplicate timestamps,
-cancellation, 1e9 offsets, 2 partitions) through DuckDB batch, the stream path and a bounded
+cancellation, 1e9 offsets, 2 partitions) through DuckDB batch, the embedded runner
+(``StreamRunner`` on a temporary repository: local log, SQLite online store) and a bounded
 Flink run against Tansu; every tile and sampled feature values agree under DESIGN §4.8."""
 
 from __future__ import annotations
@@ -7,12 +8,15 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
+from braid.online import SqliteOnlineStore
+from braid_streaming.parity import run_parity
 from braid_streaming.parity.compare import EngineResult, compare_tiles
-from braid_streaming.parity.engines import duckdb_tiles, stream_tiles, unique_names
-from braid_streaming.parity.events import accepted, generate_log, parity_plan
+from braid_streaming.parity.engines import duckdb_tiles, runner_tiles, unique_names
+from braid_streaming.parity.events import PARTITIONS, accepted, generate_log, parity_plan
 from tests.kafka_fixtures import Broker
 
 
@@ -29,7 +33,7 @@ def test_the_log_is_adversarial() -> None:
     assert any(isinstance(a, float) and 1e9 - 10 < a < 1e9 + 10 for a in amounts)
 
 
-def test_a_changed_tile_is_a_mismatch() -> None:
+def test_a_changed_tile_is_a_mismatch_and_the_runner_has_none() -> None:
     project, topic = unique_names()
     plan = parity_plan(project, topic)
     log = generate_log(200, seed=3)
@@ -40,9 +44,55 @@ def test_a_changed_tile_is_a_mismatch() -> None:
     result = EngineResult("tampered")
     compare_tiles(plan, base, other, accepted(log), result)
     assert len(result.mismatches) == 1 and "_rows__count__n" in result.mismatches[0]
-    result = EngineResult("stream")
-    compare_tiles(plan, base, stream_tiles(plan, log), accepted(log), result)
-    assert result.mismatches == [] and result.tiles == len(base)
+    run = runner_tiles(plan, log, batch_records=37)
+    result = EngineResult("runner")
+    compare_tiles(plan, base, run.tiles, accepted(log), result)
+    assert result.mismatches == [] and result.tiles == len(base) == len(run.tiles)
+    assert run.batches >= -(-len(log) // 37)  # many micro-batches, ranges cut mid-partition
+    assert run.late_letters == {(e.partition, e.offset) for e in log if e.late}
+    assert run.other_letters == [] and run.problems == []
+    ends = {p: sum(e.partition == p for e in log) for p in range(PARTITIONS)}
+    assert run.offsets == run.ends == ends
+
+
+def test_runner_tiles_pruned_by_the_store_are_compared_at_their_last_write() -> None:
+    report = run_parity(["duckdb", "runner"], n_events=1000, seed=1)
+    duck, runner = report.results
+    assert report.ok, report.render()
+    assert runner.engine == "runner" and runner.tiles == duck.tiles > 100
+    assert "embedded runner" in runner.note and "pruned by GC" in runner.note
+
+
+def test_the_runner_leg_catches_a_store_that_loses_deltas(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = SqliteOnlineStore.merge_tiles
+
+    def lossy(self: SqliteOnlineStore, plan: object, hop: int, table: pa.Table,
+              guard: object = None) -> int:
+        if table.num_rows > 1:
+            table = table.slice(1)  # the first tile delta of every chunk goes missing
+        return real(self, plan, hop, table, guard)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SqliteOnlineStore, "merge_tiles", lossy)
+    report = run_parity(["duckdb", "runner"], n_events=200, seed=3)
+    assert not report.ok
+    runner = report.results[1]
+    assert runner.mismatches and all(m.startswith("runner: ") for m in runner.mismatches)
+
+
+def test_verify_parity_command_runs_the_embedded_runner(tmp_path: Path) -> None:
+    from braid.cli import flink as _flink  # noqa: F401  (registers the commands)
+    from braid.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["--repo", str(tmp_path), "verify", "parity",
+                                      "--engines", "duckdb,runner"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    duck = next(x for x in lines if x.strip().startswith("duckdb"))
+    runner = next(x for x in lines if x.strip().startswith("runner"))
+    assert "OK (embedded runner:" in runner and "14 late dead letters" in runner
+    assert int(duck.split()[1]) == int(runner.split()[1]) == 66  # every tile, both engines
+    assert "MISMATCH" not in result.output
 
 
 @pytest.mark.flink
@@ -57,8 +107,11 @@ def test_verify_parity_is_green_on_every_engine(tansu: Broker, tmp_path: Path) -
     print(result.output)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    for engine in ("duckdb", "stream", "flink"):
+    tiles = {}
+    for engine in ("duckdb", "runner", "flink"):
         line = next(x for x in lines if x.strip().startswith(engine))
         assert line.endswith("OK") or "OK (" in line, line
-        assert int(line.split()[1]) > 50  # tiles compared
+        tiles[engine] = int(line.split()[1])  # tiles compared
+    assert tiles["duckdb"] == tiles["runner"] == tiles["flink"] > 50
+    assert "embedded runner" in result.output
     assert "MISMATCH" not in result.output

@@ -168,14 +168,17 @@ def stream_sink(ctx: Context, once: bool, max_records: int) -> None:
 
 @verify.command("parity")
 @click.option("--bootstrap", default=None, help="Kafka for the Flink engine (default: config).")
-@click.option("--engines", default="duckdb,stream,flink", show_default=True)
+@click.option("--engines", default="duckdb,runner,flink", show_default=True,
+              help="Comma-separated: duckdb, runner (the embedded runner; alias: stream), "
+                   "flink.")
 @click.option("--events", "n_events", default=400, show_default=True)
 @click.option("--seed", default=7, show_default=True)
 @pass_ctx
 def verify_parity(ctx: Context, bootstrap: str | None, engines: str, n_events: int,
                   seed: int) -> None:
-    """Replay one adversarial event log through DuckDB, the stream path and Flink; compare
-    every tile and sampled feature values under DESIGN 4.8; non-zero exit on any mismatch."""
+    """Replay one adversarial event log through DuckDB batch, the embedded runner and Flink;
+    compare every tile and sampled feature values under DESIGN 4.8; non-zero exit on any
+    mismatch."""
     from braid_streaming.parity import run_parity
 
     if bootstrap is None and "flink" in engines:

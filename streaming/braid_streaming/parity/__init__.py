@@ -1,8 +1,15 @@
-"""``braid verify parity`` (DESIGN §7): one adversarial event log through DuckDB batch, the
-stream path and Flink; every tile and sampled feature values compared under DESIGN §4.8.
+"""``braid verify parity`` (DESIGN §7): one adversarial event log through DuckDB batch (over
+the log minus late events), the embedded runner and Flink, each into its own namespace; every
+tile and sampled feature values compared under DESIGN §4.8.
+
+Engines: ``duckdb`` (the baseline), ``runner`` (the embedded runner, ``StreamRunner``, on a
+temporary repository: local log, SQLite online store; ``stream`` is accepted as an alias) and
+``flink`` (a bounded Flink run against Kafka). Besides its tiles, the runner leg is checked
+for its dead letters (exactly the log's late events, by partition and offset) and its final
+offsets (the end of every partition).
 
 Example:
-    >>> report = run_parity(["duckdb", "stream", "flink"], bootstrap="127.0.0.1:9092")
+    >>> report = run_parity(["duckdb", "runner", "flink"], bootstrap="127.0.0.1:9092")
     >>> print(report.render()); report.ok
 """
 
@@ -12,21 +19,29 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from braid.errors import BraidError
 from braid_streaming.parity.compare import (
     EngineResult,
     compare_features,
     compare_tiles,
     sample_queries,
 )
-from braid_streaming.parity.engines import duckdb_tiles, flink_tiles, stream_tiles, unique_names
-from braid_streaming.parity.events import accepted, generate_log, parity_plan
+from braid_streaming.parity.engines import (
+    ParityError,
+    RunnerRun,
+    duckdb_tiles,
+    flink_tiles,
+    runner_tiles,
+    unique_names,
+)
+from braid_streaming.parity.events import LogEvent, accepted, generate_log, parity_plan
 
-ENGINES = ("duckdb", "stream", "flink")
+ENGINES = ("duckdb", "runner", "flink")
+#: Older engine names still accepted on the command line.
+ALIASES = {"stream": "runner"}
+#: Records per micro-batch of the runner leg: many batches, ranges cut mid-partition.
+RUNNER_BATCH = 37
 
-
-class ParityError(BraidError):
-    """The parity run could not execute (unknown engine, no broker for Flink)."""
+__all__ = ["ENGINES", "ParityError", "ParityReport", "run_parity"]
 
 
 @dataclass
@@ -53,22 +68,35 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def _stream_engine() -> tuple[str, str]:
-    try:
-        import braid_streaming.runner  # noqa: F401
-    except ImportError:
-        return "stream", " (ingest decoder + DuckDB micro-batches; embedded runner not present)"
-    return "stream", " (ingest decoder + DuckDB micro-batches)"
+def _check_runner(run: RunnerRun, log: list[LogEvent], result: EngineResult) -> None:
+    """The runner's side effects parity can pin: late dead letters and final offsets."""
+    late = {(e.partition, e.offset) for e in log if e.late}
+    for p, o in sorted(late - run.late_letters):
+        result.mismatches.append(f"runner: late event at partition {p} offset {o} has no "
+                                 "dead letter")
+    for p, o in sorted(run.late_letters - late):
+        result.mismatches.append(f"runner: dead letter 'late' for partition {p} offset {o}, "
+                                 "which is on time by DESIGN 4.4")
+    result.mismatches += [f"runner: unexpected dead letter {d}" for d in run.other_letters]
+    if run.offsets != run.ends:
+        result.mismatches.append(f"runner: committed offsets {run.offsets} != log end "
+                                 f"{run.ends}")
+    result.mismatches += [f"runner: {p}" for p in run.problems]
+    pruned = f", {run.pruned} pruned by GC and compared at their last write" if run.pruned else ""
+    result.note = (f" (embedded runner: {run.batches} batches of <= {RUNNER_BATCH} records, "
+                   f"{len(run.late_letters)} late dead letters, stream owns all tiles{pruned})")
 
 
 def run_parity(engines: Sequence[str] = ENGINES, bootstrap: str | None = None,
                n_events: int = 400, seed: int = 7) -> ParityReport:
     """Run the engines on one generated log and compare them with DuckDB batch (tiles) and
-    with the Python reference (features).
+    with the Python reference (features). ``runner`` is the embedded runner (see
+    :func:`~braid_streaming.parity.engines.runner_tiles`).
 
     Raises:
         ParityError: an unknown engine, or ``flink`` without a bootstrap.
     """
+    engines = list(dict.fromkeys(ALIASES.get(e, e) for e in engines))
     unknown = set(engines) - set(ENGINES)
     if unknown:
         raise ParityError(f"unknown engine(s) {sorted(unknown)}; choose from {list(ENGINES)}")
@@ -89,9 +117,10 @@ def run_parity(engines: Sequence[str] = ENGINES, bootstrap: str | None = None,
         result = EngineResult(engine)
         if engine == "duckdb":
             tiles = base
-        elif engine == "stream":
-            tiles = stream_tiles(plan, log)
-            result.note = _stream_engine()[1]
+        elif engine == "runner":
+            run = runner_tiles(plan, log, RUNNER_BATCH)
+            tiles = run.tiles
+            _check_runner(run, log, result)
         else:
             assert bootstrap is not None
             tiles = flink_tiles(plan, log, bootstrap)

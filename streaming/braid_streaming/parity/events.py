@@ -27,7 +27,10 @@ def parity_source(topic: str) -> StreamSource:
                         schema=dict(SCHEMA), allowed_lateness=LATENESS, partitions=PARTITIONS)
 
 
-def parity_plan(project: str, topic: str) -> ViewPlan:
+VIEW = "parity"
+
+
+def parity_view(topic: str) -> FeatureView:
     """Every function over 1h (hop 5m), and sum/var/last over 1d (hop 1h)."""
     user = Entity(name="user", join_keys={"user_id": "int64"})
     aggs = [Aggregation(function="count", window="1h")]
@@ -35,9 +38,13 @@ def parity_plan(project: str, topic: str) -> ViewPlan:
     aggs += [Aggregation(column="amount", function="sum", window="1d"),
              Aggregation(column="amount", function="var", window="1d"),
              Aggregation(column="country", function="last", window="1d")]
-    view = FeatureView(name="parity", entities=[user], source=parity_source(topic),
+    return FeatureView(name=VIEW, entities=[user], source=parity_source(topic),
                        aggregations=aggs)
-    return lower(view, project)
+
+
+def parity_plan(project: str, topic: str) -> ViewPlan:
+    """The lowered :func:`parity_view` of ``project``."""
+    return lower(parity_view(topic), project)
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ def generate_log(n_events: int = 400, seed: int = 7) -> list[LogEvent]:
             ts -= LATENESS + rng.randrange(1, 3 * LATENESS)  # late
         elif roll < 0.28 and per_part[p]:
             ts = per_part[p][-1]["ts"]  # duplicate timestamp of the previous event
-        row = {"user_id": user, "ts": ts, "amount": _amount(rng, user, i),
+        row: dict[str, Any] = {"user_id": user, "ts": ts, "amount": _amount(rng, user, i),
                "country": rng.choice(["FR", "DE", "US", "ZZ"])}
         per_part[p].append(row)
     out: list[LogEvent] = []
