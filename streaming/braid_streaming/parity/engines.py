@@ -179,39 +179,42 @@ def runner_tiles(plan: ViewPlan, log: list[LogEvent], batch_records: int = 37) -
         root = Path(tmp)
         _write_repo(root, plan)
         fs = FeatureStore(root, config=load_config(root, env={}))
-        repo_plan = fs.repo.plan(VIEW)
-        if repo_plan.namespace != plan.namespace:
-            raise ParityError(f"the runner's repository lowers the parity view to namespace "
-                              f"{repo_plan.namespace}, the other engines to {plan.namespace}")
-        with open_log(fs.config.kafka, root) as local:
-            local.create_topic(topic, partitions=PARTITIONS)
-            for p in range(PARTITIONS):
-                local.produce(topic, [(None, e.payload, e.row["ts"]) for e in log
-                                      if e.partition == p], partition=p)
-            local.flush()
-            ends = local.end_offsets(topic)
-        keys = sorted({tuple(e.row[k] for k in plan.key_names) for e in log})
-        reader = _TileReader(fs.online, repo_plan, keys)
-        with fs.stream_runner([VIEW], max_batch=batch_records, max_wait_ms=20,
-                              hook=reader.hook, status_every_s=3600.0) as runner:
-            runner.run(once=True, install_signals=False)
-            offsets = {p: o for s in runner.sources for p, o in s.state.offsets.items()}
-            batches = sum(s.state.seq for s in runner.sources)
-        final = reader.read()
-        out = RunnerRun(reader.seen, offsets=offsets, ends=dict(ends), batches=batches)
-        _check_pruned(repo_plan, reader.seen, final, out)
-        with open_log(fs.config.kafka, root) as local:
-            dlq = dlq_topic(plan.project)
-            for part, end in local.end_offsets(dlq).items():
-                for r in local.read_range(dlq, part, 0, end):
-                    letter = orjson.loads(r.value or b"{}")
-                    if letter.get("reason") == "late" and letter.get("topic") == topic:
-                        out.late_letters.add((letter["partition"], letter["offset"]))
-                    else:
-                        out.other_letters.append(
-                            f"{letter.get('reason')} at {letter.get('topic')}/"
-                            f"{letter.get('partition')}/{letter.get('offset')}")
-        fs.online.close()
+        try:
+            repo_plan = fs.repo.plan(VIEW)
+            if repo_plan.namespace != plan.namespace:
+                raise ParityError(f"the runner's repository lowers the parity view to namespace "
+                                  f"{repo_plan.namespace}, the other engines to {plan.namespace}")
+            with open_log(fs.config.kafka, root) as local:
+                local.create_topic(topic, partitions=PARTITIONS)
+                for p in range(PARTITIONS):
+                    local.produce(topic, [(None, e.payload, e.row["ts"]) for e in log
+                                          if e.partition == p], partition=p)
+                local.flush()
+                ends = local.end_offsets(topic)
+            keys = sorted({tuple(e.row[k] for k in plan.key_names) for e in log})
+            reader = _TileReader(fs.online, repo_plan, keys)
+            with fs.stream_runner([VIEW], max_batch=batch_records, max_wait_ms=20,
+                                  hook=reader.hook, status_every_s=3600.0) as runner:
+                runner.run(once=True, install_signals=False)
+                offsets = {p: o for s in runner.sources for p, o in s.state.offsets.items()}
+                batches = sum(s.state.seq for s in runner.sources)
+            final = reader.read()
+            out = RunnerRun(reader.seen, offsets=offsets, ends=dict(ends), batches=batches)
+            _check_pruned(repo_plan, reader.seen, final, out)
+            with open_log(fs.config.kafka, root) as local:
+                dlq = dlq_topic(plan.project)
+                for part, end in local.end_offsets(dlq).items():
+                    for r in local.read_range(dlq, part, 0, end):
+                        letter = orjson.loads(r.value or b"{}")
+                        if letter.get("reason") == "late" and letter.get("topic") == topic:
+                            out.late_letters.add((letter["partition"], letter["offset"]))
+                        else:
+                            out.other_letters.append(
+                                f"{letter.get('reason')} at {letter.get('topic')}/"
+                                f"{letter.get('partition')}/{letter.get('offset')}")
+        finally:
+            fs.online.close()
+            fs.registry.close()
     return out
 
 
