@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlglot import exp
 
 from braid.compile.algebra_sql import CT, TS, col, lit, missing_created
 from braid.compile.dialect import DUCKDB
-from braid.compile.duckdb import DuckDBCompiler, relation_for, tile_start_expr
+from braid.compile.duckdb import DuckDBCompiler, relation_for
 from braid.duck import connect
 from braid.errors import StoreError
 from braid.plan import ViewPlan
@@ -193,7 +194,8 @@ class _ViewJob:
         if self.plan.projections:
             table = _rows_table(self._fetch(self._rows_query()), self.plan)
             ms = _int64(table.column(TS))
-            staged += self._stage(None, table, ms, a, b, out, self._duplicate_days())
+            dups = _duplicate_days(table, ms, [TS, *self.plan.key_names])
+            staged += self._stage(None, table, ms, a, b, out, dups)
             covered.append((None, b))
         self.store.publish(staged)
         for hop, end in covered:
@@ -201,23 +203,14 @@ class _ViewJob:
         return n
 
     def _rows_query(self) -> exp.Select:
-        """Projection rows by ``_ts``, ``_ct`` NULL where missing (both still epoch ms)."""
+        """Projection rows by ``_ts`` then keys (so equal (keys, ``_ts``) are adjacent),
+        ``_ct`` NULL where missing (both still epoch ms)."""
         rows = self.compiler.rows_query(_events())
         ct = exp.Nullif(this=col(CT), expression=missing_created())
         cols = [col(k) for k in self.plan.key_names] + [col(TS), exp.alias_(ct, CT, quoted=True)]
         cols += [col(p.name) for p in self.plan.projections]
-        return exp.select(*cols).from_(rows.subquery("r")).order_by(col(TS))
-
-    def _duplicate_days(self) -> set[int]:
-        """Days holding two events with the same (keys, ``_ts``): their rows partitions are
-        marked so that readers break the tie (DESIGN §4.1)."""
-        keys = [col(k) for k in self.plan.key_names]
-        dups = exp.select(*keys, col(TS)).from_(_EVENTS).group_by(*[k.copy() for k in keys],
-                                                                  col(TS)).having(
-            exp.GT(this=exp.Count(this=exp.Star()), expression=lit(1)))
-        day = exp.Div(this=exp.Paren(this=tile_start_expr(DAY)), expression=lit(DAY), typed=True)
-        q = exp.select(day).distinct().from_(dups.subquery("d"))
-        return {int(d) for (d,) in self.con.sql(DUCKDB.render(q)).fetchall()}
+        order = [col(TS), *[col(k) for k in self.plan.key_names]]
+        return exp.select(*cols).from_(rows.subquery("r")).order_by(*order)
 
     def _stage(self, hop: int | None, table: pa.Table, ms: np.ndarray, a: int, b: int,
                out: ViewBackfill, duplicate_days: set[int]) -> list[Staged]:
@@ -250,6 +243,22 @@ class _ViewJob:
 
 def _events() -> exp.Select:
     return exp.select("*").from_(_EVENTS)
+
+
+def _duplicate_days(table: pa.Table, ms: np.ndarray, columns: list[str]) -> set[int]:
+    """Days holding two rows with equal ``columns`` (``table`` sorted by them): their rows
+    partitions are marked so that readers break the tie (DESIGN §4.1). Keys are never NULL."""
+    n = table.num_rows
+    if n < 2:
+        return set()
+    same = None
+    for name in columns:
+        c = table.column(name)
+        eq = pc.equal(c.slice(0, n - 1), c.slice(1))
+        same = eq if same is None else pc.and_(same, eq)
+    assert same is not None
+    at = np.flatnonzero(same.to_numpy(zero_copy_only=False))
+    return {int(d) for d in np.unique(np.floor_divide(ms[at], DAY))}
 
 
 def _int64(values: pa.ChunkedArray) -> np.ndarray:
