@@ -35,11 +35,12 @@ import datetime as dt
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -240,6 +241,9 @@ class Decoder:
                ingest_time_ms: int | None = None) -> IngestResult:
         """Decode one batch (records of each partition in offset order).
 
+        One orjson pass, then whole columns are typed and checked with Arrow; only records
+        a column check refuses go through the per-record rules, which name the reason.
+
         Args:
             records: raw records, as :meth:`Log.poll` or :meth:`Log.read_range` return them.
             max_ts: M per partition before this batch (empty for a new log).
@@ -250,59 +254,91 @@ class Decoder:
             IngestError: offsets of a partition go backwards.
         """
         now = _now_ms() if ingest_time_ms is None else ingest_time_ms
-        horizon = now + self.source.max_future_skew
-        lateness = self.source.allowed_lateness
+        _check_order(records)
+        values = [r.value for r in records]
+        dead: list[tuple[int, _Bad]] = []
+        idx, cols = self._columns(values, dead)
+        ts = np.asarray(cols[self._ts_index].to_numpy(zero_copy_only=False), np.int64)
+        future = ts > now + self.source.max_future_skew
+        if future.any():
+            for i, t in zip(idx[future].tolist(), ts[future].tolist(), strict=True):
+                dead.append((i, _Bad(Reason.FUTURE, f"event time {t} is more than "
+                                     f"{self.source.max_future_skew} ms after ingest time "
+                                     f"{now}", self.source.timestamp_field)))
+            keep = ~future
+            idx, ts, cols = idx[keep], ts[keep], [c.filter(pa.array(keep)) for c in cols]
+        parts = np.fromiter((records[i].partition for i in idx.tolist()), np.int64, len(idx))
         m = dict(max_ts or {})
-        rows: list[list[Any]] = []
-        parts: list[int] = []
-        offsets: list[int] = []
-        late_flags: list[bool] = []
-        dead: list[DeadLetter] = []
-        counts: dict[str, int] = {"accepted": 0}
-        last_off: dict[int, int] = {}
-        ts_i = self._ts_index
-        for rec in records:
-            p = rec.partition
-            if last_off.get(p, -1) >= rec.offset:
-                raise IngestError(f"{rec.topic}/{p}: offset {rec.offset} after "
-                                  f"{last_off[p]}; records must be in offset order")
-            last_off[p] = rec.offset
-            try:
-                row = self._row(rec.value)
-                ts = row[ts_i]
-                if ts > horizon:
-                    raise _Bad(Reason.FUTURE, f"event time {ts} is more than "
-                               f"{self.source.max_future_skew} ms after ingest time {now}",
-                               self.source.timestamp_field)
-            except _Bad as bad:
-                dead.append(DeadLetter(bad.reason, bad.detail, bad.field, rec.topic, p,
-                                       rec.offset, rec.timestamp_ms, rec.key, rec.value))
-                counts[bad.reason.value] = counts.get(bad.reason.value, 0) + 1
-                continue
-            mp = m.get(p)
-            is_late = mp is not None and ts < mp - lateness
-            if is_late:
-                assert mp is not None
-                dead.append(DeadLetter(
-                    Reason.LATE, f"event time {ts} is {mp - ts} ms behind the partition's "
-                    f"greatest {mp}; allowed lateness {lateness} ms",
-                    self.source.timestamp_field, rec.topic, p, rec.offset, rec.timestamp_ms,
-                    rec.key, rec.value))
-                counts["late"] = counts.get("late", 0) + 1
-            else:
-                counts["accepted"] += 1
-                if mp is None or ts > mp:
-                    m[p] = ts
-            rows.append(row)
-            parts.append(p)
-            offsets.append(rec.offset)
-            late_flags.append(is_late)
-        n = len(parts)
-        cols = list(zip(*rows, strict=True)) if rows else [() for _ in self._fields]
-        arrays = [pa.array(c, type=f.type) for c, f in zip(cols, self._arrow, strict=False)]
+        late, behind = _late_flags(parts, ts, m, self.source.allowed_lateness)
+        for j in np.flatnonzero(late).tolist():
+            mp, t = behind[j], int(ts[j])
+            dead.append((int(idx[j]), _Bad(
+                Reason.LATE, f"event time {t} is {mp - t} ms behind the partition's greatest "
+                f"{mp}; allowed lateness {self.source.allowed_lateness} ms",
+                self.source.timestamp_field)))
+        counts: dict[str, int] = {"accepted": len(idx) - int(late.sum())}
+        letters = []
+        for i, bad in sorted(dead, key=lambda d: d[0]):
+            rec = records[i]
+            letters.append(DeadLetter(bad.reason, bad.detail, bad.field, rec.topic,
+                                      rec.partition, rec.offset, rec.timestamp_ms, rec.key,
+                                      rec.value))
+            counts[bad.reason.value] = counts.get(bad.reason.value, 0) + 1
+        n = len(idx)
+        offsets = np.fromiter((records[i].offset for i in idx.tolist()), np.int64, n)
+        arrays = [c.cast(f.type) for c, f in zip(cols, self._arrow, strict=False)]
         arrays += [pa.array(parts, pa.int32()), pa.array(offsets, pa.int64()),
-                   pa.array([now] * n, pa.int64()), pa.array(late_flags, pa.bool_())]
-        return IngestResult(pa.Table.from_arrays(arrays, schema=self._arrow), dead, counts, m)
+                   pa.array(np.full(n, now, np.int64)), pa.array(late, pa.bool_())]
+        return IngestResult(pa.Table.from_arrays(arrays, schema=self._arrow), letters, counts,
+                            m)
+
+    def _columns(self, values: list[bytes], dead: list[tuple[int, _Bad]]
+                 ) -> tuple[np.ndarray, list[pa.Array]]:
+        """Record indexes that passed the per-record rules (in order) and their typed
+        columns (times as int64 epoch ms); the others are appended to ``dead``."""
+        objs: list[dict[str, Any]] = []
+        slow = np.zeros(len(values), dtype=bool)
+        loads, empty = orjson.loads, {}
+        for i, v in enumerate(values):
+            try:
+                o = loads(v)
+            except orjson.JSONDecodeError:
+                o = empty
+                slow[i] = True
+            if type(o) is not dict:
+                o = empty
+                slow[i] = True
+            objs.append(o)
+        raw = [[o.get(name) for o in objs] for name, _, _ in self._fields]
+        fast: list[pa.Array | None] = []
+        for (_, kind, required), col in zip(self._fields, raw, strict=True):
+            arr = _fast_column(col, kind, required)
+            if arr is None:
+                check = (_OK_REQUIRED if required else _OK)[kind]
+                slow |= ~np.fromiter(map(check, col), bool, len(col))
+            fast.append(arr)
+        good = np.flatnonzero(~slow)
+        if not slow.any():
+            return good, [a for a in fast if a is not None]
+        sel = pa.array(good)
+        cols = [a.take(sel) if a is not None else pa.array([c[i] for i in good.tolist()],
+                                                           _TARGET[kind])
+                for a, c, (_, kind, _) in zip(fast, raw, self._fields, strict=True)]
+        ok_idx, ok_rows = [], []
+        for i in np.flatnonzero(slow).tolist():
+            try:
+                ok_rows.append(self._row(values[i]))
+                ok_idx.append(i)
+            except _Bad as bad:
+                dead.append((i, bad))
+        if not ok_rows:
+            return good, cols
+        idx = np.concatenate([good, np.array(ok_idx, np.int64)])
+        order = pa.array(np.argsort(idx, kind="stable"))
+        cols = [pa.concat_arrays([c, pa.array(list(x), _TARGET[kind])]).take(order)
+                for c, x, (_, kind, _) in zip(cols, zip(*ok_rows, strict=True), self._fields,
+                                              strict=True)]
+        return np.sort(idx), cols
 
     def _row(self, value: bytes) -> list[Any]:
         try:
@@ -350,6 +386,92 @@ class Decoder:
 def _wrong(name: str, want: str, value: Any) -> _Bad:
     return _Bad(Reason.WRONG_TYPE, f"field '{name}': expected {want}, got {_jtype(value)}",
                 name)
+
+
+_TARGET = {_INT: pa.int64(), _FLOAT: pa.float64(), _STR: pa.string(), _BOOL: pa.bool_(),
+           _TIME: pa.int64()}
+#: Arrow's inferred type of a column each kind accepts as is (int64 for floats: converted).
+_INFERRED = {_INT: (pa.int64(),), _FLOAT: (pa.float64(), pa.int64()), _STR: (pa.string(),),
+             _BOOL: (pa.bool_(),), _TIME: (pa.int64(),)}
+_F53 = 2**53
+
+
+def _int_ok(v: Any) -> bool:
+    return type(v) is int and _I64[0] <= v <= _I64[1]
+
+
+#: Per value: does it pass without the per-record rules (which name the reason otherwise)?
+_OK_REQUIRED: dict[int, Callable[[Any], bool]] = {
+    _INT: _int_ok, _TIME: _int_ok,
+    _FLOAT: lambda v: type(v) is float or (type(v) is int and -_F53 <= v <= _F53),
+    _STR: lambda v: type(v) is str, _BOOL: lambda v: type(v) is bool,
+}
+
+
+def _or_none(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+_OK = {k: _or_none(f) for k, f in _OK_REQUIRED.items()}
+
+
+def _fast_column(col: list[Any], kind: int, required: bool) -> pa.Array | None:
+    """The column typed by Arrow's inference when every value passes as is, else None."""
+    try:
+        arr = pa.array(col)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None
+    if arr.null_count and required:
+        return None
+    if arr.type == pa.null():
+        return pa.nulls(len(col), _TARGET[kind])
+    if arr.type not in _INFERRED[kind]:
+        return None
+    if kind == _FLOAT:  # orjson refuses non-finite numbers; ints convert like float(v)
+        return arr.cast(pa.float64(), safe=False)
+    return arr
+
+
+def _check_order(records: Sequence[Record]) -> None:
+    last: dict[int, int] = {}
+    get = last.get
+    for rec in records:
+        p, o = rec.partition, rec.offset
+        if get(p, -1) >= o:
+            raise IngestError(f"{rec.topic}/{p}: offset {o} after {last[p]}; records must be "
+                              "in offset order")
+        last[p] = o
+
+
+def _late_flags(parts: np.ndarray, ts: np.ndarray, m: dict[int, int], lateness: int
+                ) -> tuple[np.ndarray, dict[int, int]]:
+    """Late flag per row (DESIGN §4.4) and M(p, o) of each late row; updates ``m``.
+
+    M is the running max of the valid event times of the partition before the row (late
+    events never raise it, so it is the running max of every valid row)."""
+    late = np.zeros(len(ts), dtype=bool)
+    behind: dict[int, int] = {}
+    for p in np.unique(parts).tolist():
+        sel = np.flatnonzero(parts == p)
+        t = ts[sel]
+        run = np.maximum.accumulate(t)
+        prev = np.empty_like(t)
+        prev[1:] = run[:-1]
+        m0 = m.get(p)
+        prev[0] = t[0] if m0 is None else m0
+        if m0 is not None:
+            prev = np.maximum(prev, m0)
+        first = 0 if m0 is not None else 1
+        if int(prev.min()) - lateness >= -(2**63):  # no int64 wrap: compare in numpy
+            cand = np.flatnonzero(t[first:] < prev[first:] - lateness) + first
+        else:
+            cand = np.arange(first, len(t))
+        for j in cand.tolist():
+            if int(t[j]) < int(prev[j]) - lateness:
+                late[sel[j]] = True
+                behind[int(sel[j])] = int(prev[j])
+        m[p] = int(run[-1]) if m0 is None else max(m0, int(run[-1]))
+    return late, behind
 
 
 def _fallback(value: bytes, error: str) -> Any:
