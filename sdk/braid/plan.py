@@ -156,7 +156,9 @@ def canonical_json(plan: ViewPlan) -> str:
         if s is None:
             return None
         return {
-            "schema": list(s.schema), "ts": s.timestamp_field, "ct": s.created_field,
+            # sorted: declaration order does not change stored values (and JSON stores of
+            # definitions sort keys, so a rebuilt definition must hash the same)
+            "schema": sorted(s.schema), "ts": s.timestamp_field, "ct": s.created_field,
             "path": s.path, "query": s.query, "topic": s.topic,
             "lateness": s.allowed_lateness, "skew": s.max_future_skew,
         }

@@ -157,6 +157,25 @@ class FeatureStore:
             self._scalers[key] = resolve_scalers(self, kinds, None)
         return ScaledOnlineResult(result, self._scalers[key])
 
+    def _has_registry(self) -> bool:
+        url = self.config.registry_url
+        return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()
+
+    def promote(self, view: str, namespace: str | None = None,
+                force: bool = False) -> tuple[str | None, str]:
+        """Serve ``view`` from ``namespace`` (default: its current plan's); returns (old, new)."""
+        from braid.lifecycle import promote
+
+        self._readers.clear()
+        return promote(self.repo, self.registry, view, namespace, force)
+
+    def gc(self, dry_run: bool = False) -> list[Any]:
+        """Delete offline files and online keys of namespaces no longer serving or current."""
+        from braid.lifecycle import gc
+
+        offline = self.config.resolve(self.config.offline_store.path)
+        return gc(self.repo, self.registry, self.online, offline, dry_run)
+
     def log_metrics(self) -> str:
         """Prometheus text of every active serving logger (accepted, delivered, dropped)."""
         return "".join(logger.prometheus() for logger in list(self._loggers.values()))
@@ -184,11 +203,13 @@ class FeatureStore:
 
     def _build_reader(self, features: list[str] | None, service: str | None,
                       full_feature_names: bool) -> OnlineReader:
+        from braid.lifecycle import serving_plan
         from braid.online import OnlineReader
 
         refs = self.repo.refs(features, service)
         views = {r.split(":", 1)[0] for r in refs}
-        plans = {v: self.repo.plan(v) for v in views}
+        registry = self.registry if self._has_registry() else None
+        plans = {v: serving_plan(self.repo, registry, v) for v in views}
         return OnlineReader.from_refs(self.online, plans, refs, full_feature_names)
 
     # ------------------------------------------------------------------ batch

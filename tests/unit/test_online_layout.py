@@ -47,7 +47,7 @@ def plan() -> ViewPlan:
     return lower(view, "demo")
 
 
-GOLDEN_KEY = "braid:demo:golden__643be8fd292d:{42:a\\:b\\}\\\\}"
+GOLDEN_KEY = "braid:demo:golden__53d7b40c2372:{42:a\\:b\\}\\\\}"
 GOLDEN_FIELDS = {
     "_ts": b"1700000000123",
     "_ct": b"1700000000999",
@@ -92,7 +92,7 @@ def test_golden_key_and_fields(store: OnlineStore, plan: ViewPlan) -> None:
 
 def test_key_encoding(plan: ViewPlan) -> None:
     table = pa.table({"user_id": [-1, 7], "shop": ["plain", "a\\:}"]})
-    prefix = "braid:demo:golden__643be8fd292d:{"
+    prefix = "braid:demo:golden__53d7b40c2372:{"
     assert encode_keys(plan, table) == [prefix + "-1:plain}", prefix + "7:a\\\\\\:\\}}"]
     assert escape_key_part("a\\:}") == "a\\\\\\:\\}"
 

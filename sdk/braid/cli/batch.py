@@ -72,3 +72,31 @@ def _time(text: str | None) -> int | str | None:
     if text is None:
         return None
     return int(text) if text.lstrip("-").isdigit() else text
+
+
+@cli.command()
+@click.argument("view")
+@click.option("--namespace", default=None, help="Namespace to serve (default: the current plan's).")
+@click.option("--force", is_flag=True, help="Promote even if the namespace was never backfilled.")
+@pass_ctx
+def promote(ctx: Context, view: str, namespace: str | None, force: bool) -> None:
+    """Switch serving of VIEW to a namespace (after `braid plan` showed a new one)."""
+    old, new = ctx.store.promote(view, namespace, force)
+    if old == new:
+        click.echo(f"{view} already serves {new}")
+    else:
+        click.echo(f"{view} now serves {new} (was {old or 'nothing'}); `braid gc` removes the old")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@pass_ctx
+def gc(ctx: Context, dry_run: bool) -> None:
+    """Delete storage of namespaces that neither serve nor match the current definitions."""
+    removed = ctx.store.gc(dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for r in removed:
+        click.echo(f"{verb} {r.namespace} ({r.view}): {r.offline_files} offline files, "
+                   f"{r.online_keys} online keys")
+    if not removed:
+        click.echo("nothing to remove")

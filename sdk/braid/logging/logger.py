@@ -217,7 +217,7 @@ class ServingLogger:
         data = result.to_dict(include_event_timestamps=True, include_status=True)
         names = result.feature_names
         keys = [k for k, _ in sch.keys if k in data]
-        out = []
+        out: list[tuple[bytes | None, bytes, int]] = []
         for i in item.rows:
             rec = {
                 "request_id": item.ids[i], "row": i, "service": sch.service,

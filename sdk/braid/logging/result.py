@@ -15,6 +15,7 @@ class LoggedOnlineResult(OnlineResult):
     """
 
     __slots__ = ("request_ids",)
+    request_ids: list[str]
 
     @classmethod
     def wrap(cls, result: OnlineResult, request_ids: list[str]) -> LoggedOnlineResult:

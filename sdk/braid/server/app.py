@@ -136,9 +136,8 @@ def create_app(store: FeatureStore | str | Path, clock: Callable[[], int] | None
     def prometheus() -> Response:
         """Request counts, latency histogram and errors, as Prometheus text; plus serving-log
         delivery (drops included) and, in the runner's process, the embedded runner's."""
-        text = metrics.render()
-        if isinstance(text, bytes):
-            text = text.decode()
+        raw = metrics.render()
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
         text += fs.log_metrics()
         import sys
 

@@ -1,4 +1,4 @@
--- braid view merchant_risk (namespace merchant_risk__4dbe3963370e), DuckDB.
+-- braid view merchant_risk (namespace merchant_risk__fcf9cec864c6), DuckDB.
 -- Run with SET TimeZone='UTC'. Each statement returns one table:
 -- tiles: entity keys, tile_start (epoch ms), partial states per the algebra table;
 -- rows: entity keys, _ts, _ct (epoch ms), projections.

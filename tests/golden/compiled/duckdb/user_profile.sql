@@ -1,4 +1,4 @@
--- braid view user_profile (namespace user_profile__f25f5c2153fb), DuckDB.
+-- braid view user_profile (namespace user_profile__24baae646903), DuckDB.
 -- Run with SET TimeZone='UTC'. Each statement returns one table:
 -- tiles: entity keys, tile_start (epoch ms), partial states per the algebra table;
 -- rows: entity keys, _ts, _ct (epoch ms), projections.

@@ -1,4 +1,4 @@
--- braid view user_txn_stats (namespace user_txn_stats__d4e6934da815), DuckDB.
+-- braid view user_txn_stats (namespace user_txn_stats__095c87fd43d6), DuckDB.
 -- Run with SET TimeZone='UTC'. Each statement returns one table:
 -- tiles: entity keys, tile_start (epoch ms), partial states per the algebra table;
 -- rows: entity keys, _ts, _ct (epoch ms), projections.
