@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import statistics
 import time
 import warnings
 from datetime import timedelta
@@ -54,12 +55,13 @@ stats = FeatureView(name="stats", entities=[user], source=src, aggregations=[
 
 
 def timed(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
-    best = float("inf")
+    """Median seconds of ``repeat`` calls (a shared machine: medians, not best cases)."""
+    runs = []
     for _ in range(repeat):
         began = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - began)
-    return best
+        runs.append(time.perf_counter() - began)
+    return statistics.median(runs)
 
 
 def data(root: Path, rows: int, users: int, days: int) -> pa.Table:
@@ -112,7 +114,7 @@ def feast_store(root: Path, store_type: str):  # type: ignore[no-untyped-def]
 
 def feast_pit(root: Path, entities: pa.Table, store_type: str,
               repeat: int) -> tuple[float, pa.Table] | str:
-    """Seconds (best of ``repeat``) and the result of Feast's ``get_historical_features`` on
+    """Seconds (median of ``repeat``) and the result of Feast's ``get_historical_features`` on
     the same entity rows; the precise reason as text if Feast cannot run."""
     try:
         store = feast_store(root, store_type)
@@ -160,9 +162,9 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=None)
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--feast", action="store_true")
-    ap.add_argument("--repeat", type=int, default=3, help="best of N for braid and raw")
+    ap.add_argument("--repeat", type=int, default=3, help="median of N for braid and raw")
     ap.add_argument("--feast-repeat", type=int, default=1,
-                    help="best of N for Feast (its file store takes ~11 s at 1M x 1M)")
+                    help="median of N for Feast (its file store takes ~11 s at 1M x 1M)")
     args = ap.parse_args()
     users = args.users or max(args.rows // 20, 1)
     with tempfile.TemporaryDirectory() as tmp:
