@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import statistics
+import tempfile
 import time
 import warnings
 from datetime import timedelta
