@@ -98,16 +98,13 @@ def encode_floats(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     odd = np.zeros(len(arr), dtype=bool)
     for lo, hi in _REPR_MISMATCH:
         odd |= (mag >= lo) & (mag < hi)
-    idx = np.flatnonzero(odd)
-    if len(idx) == 0:
+    if arr.null_count:
+        odd &= arr.is_valid().to_numpy(zero_copy_only=False)
+    if not odd.any():
         return text
-    out = text.to_pylist()
-    values = arr.to_numpy(zero_copy_only=False)
-    valid = arr.is_valid().to_numpy(zero_copy_only=False)
-    for i in idx.tolist():
-        if valid[i]:
-            out[i] = repr(float(values[i]))
-    return pa.array(out, pa.string())
+    values = arr.to_numpy(zero_copy_only=False)[odd]
+    fixed = pa.array([repr(v) for v in values.tolist()], pa.string())
+    return pc.replace_with_mask(text, pa.array(odd), fixed)
 
 
 def encode_column(arr: pa.Array | pa.ChunkedArray, dtype: DType, tile: bool = False) -> pa.Array:

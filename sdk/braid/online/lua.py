@@ -344,3 +344,69 @@ for _, key in ipairs(KEYS) do
 end
 return written
 """
+
+#: KEYS: one hash per entity. ARGV: pexpire ms, hop, prune span, guard field ('' = none), seq,
+#: then per key: n and n triples (field, the value the client merged from: '' = absent,
+#: otherwise '=' .. value, the merged value). The client merged the deltas (the same
+#: algebra as MERGE_TILES); this script applies a call only if every field still holds the
+#: value it was merged from, checked for every key before anything is written, so the call is
+#: atomic like MERGE_TILES. Returns the keys applied, or -1 (nothing written) when a field
+#: changed since the client read it: the client then falls back to MERGE_TILES.
+MERGE_WRITE = PRELUDE + r"""
+local pexp, hop, span = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local gfield, seq = ARGV[4], ARGV[5]
+local at, todo = 6, {}
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  local skip = false
+  if gfield ~= '' then
+    local cur = redis.call('HGET', key, gfield)
+    skip = cur and icmp(seq, cur) <= 0
+  end
+  if not skip then
+    local fields = {}
+    for j = 1, n do fields[j] = ARGV[at + 3 * j - 2] end
+    local cur = redis.call('HMGET', key, unpack(fields))
+    for j = 1, n do
+      local want, got = ARGV[at + 3 * j - 1], cur[j]
+      if want == '' then
+        if got then return -1 end
+      elseif (not got) or got ~= want:sub(2) then
+        return -1
+      end
+    end
+    todo[#todo + 1] = {key, at, n}
+  end
+  at = at + 1 + 3 * n
+end
+for _, t in ipairs(todo) do
+  local key, a, n = t[1], t[2], t[3]
+  local sets = {}
+  for j = 1, n do
+    sets[#sets + 1] = ARGV[a + 3 * j - 2]
+    sets[#sets + 1] = ARGV[a + 3 * j]
+  end
+  if gfield ~= '' then sets[#sets + 1] = gfield; sets[#sets + 1] = seq end
+  redis.call('HSET', key, unpack(sets))
+  prune(key, hop, span)
+  expire(key, pexp)
+end
+return #todo
+"""
+
+#: KEYS: one hash per entity. ARGV: guard field ('' = none), then per key: n and n fields.
+#: Returns one flat array: per key the guard value (when a guard is given) and the n values
+#: (nil = absent). Read-only: the many-key read of the client-side merge in one reply.
+READ_FIELDS = r"""
+local gfield, at, out = ARGV[1], 2, {}
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  local fields = {}
+  if gfield ~= '' then fields[1] = gfield end
+  for j = 1, n do fields[#fields + 1] = ARGV[at + j] end
+  local got = redis.call('HMGET', key, unpack(fields))
+  for j = 1, #fields do out[#out + 1] = got[j] end
+  at = at + 1 + n
+end
+return out
+"""

@@ -24,9 +24,18 @@ from braid.online.base import (
     count_positions,
     prepare_rows,
     prepare_tiles,
+    tile_starts,
 )
-from braid.online.encoding import expiry_ms, prune_span
-from braid.online.lua import MERGE_TILES, WRITE_ROWS, WRITE_TILES, WRITE_TILES_MONOTONIC
+from braid.online.encoding import TileCodec, encode_keys, expiry_ms, prune_span
+from braid.online.lua import (
+    MERGE_TILES,
+    MERGE_WRITE,
+    READ_FIELDS,
+    WRITE_ROWS,
+    WRITE_TILES,
+    WRITE_TILES_MONOTONIC,
+)
+from braid.online.tilemerge import merge_tile_values
 from braid.plan import ViewPlan
 
 #: Keys per script call, and script calls per pipelined round trip.
@@ -51,6 +60,8 @@ class RedisOnlineStore(OnlineStore):
         self._rows = self.client.register_script(WRITE_ROWS)
         self._tiles = self.client.register_script(WRITE_TILES)
         self._merge = self.client.register_script(MERGE_TILES)
+        self._merge_write = self.client.register_script(MERGE_WRITE)
+        self._read = self.client.register_script(READ_FIELDS)
         self._monotonic = self.client.register_script(WRITE_TILES_MONOTONIC)
 
     # ------------------------------------------------------------------ writes
@@ -91,22 +102,105 @@ class RedisOnlineStore(OnlineStore):
 
     def merge_tiles(self, plan: ViewPlan, hop: int, table: pa.Table,
                     guard: SeqGuard | None = None) -> int:
+        """Read the stored tiles (one pipelined round trip), merge the deltas column-wise in
+        Python (:mod:`braid.online.tilemerge`) and write with ``MERGE_WRITE``, which applies
+        a call only if the fields still hold what was read; a call that meets a concurrent
+        change is redone by the server-side ``MERGE_TILES`` merge."""
         if table.num_rows == 0:
             return 0
+        codec = TileCodec(plan, hop)
+        starts = tile_starts(plan, hop, table).to_pylist()
+        keys = encode_keys(plan, table)
+        if len(set(zip(keys, starts, strict=True))) != len(keys):
+            return self._merge_in_lua(plan, hop, table, guard)
+        fields = [f"{hop}:{s}" for s in starts]
+        rows: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            rows.setdefault(key, []).append(i)
+        old: list[bytes | None] = [None] * len(keys)
+        todo = self._read_tiles(rows, fields, guard, old)
+        if not todo:
+            return 0
+        if len(todo) < len(rows):
+            take = pa.array([i for k in todo for i in rows[k]], pa.int64())
+            table, idx = table.take(take), take.to_pylist()
+            keys, fields, old = ([xs[i] for i in idx] for xs in (keys, fields, old))
+            rows = {}
+            for i, key in enumerate(keys):
+                rows.setdefault(key, []).append(i)
+        values = merge_tile_values(codec, old, table)
+        exp = expiry_ms(plan)
+        head: list[str | bytes] = ["" if exp is None else str(exp), str(hop),
+                                   str(prune_span(plan, hop)), guard.field if guard else "",
+                                   str(guard.seq) if guard else ""]
+        calls: list[tuple[list[str], list[str | bytes]]] = []
+        groups = list(rows.items())
+        for lo in range(0, len(groups), KEYS_PER_CALL):
+            args = list(head)
+            for _, idx in groups[lo:lo + KEYS_PER_CALL]:
+                args.append(str(len(idx)))
+                for i in idx:
+                    was = old[i]
+                    args += [fields[i], b"" if was is None else b"=" + was, values[i]]
+            calls.append(([k for k, _ in groups[lo:lo + KEYS_PER_CALL]], args))
+        applied, redo = 0, []
+        for (call_keys, _), n in zip(calls, self._run(self._merge_write, calls), strict=True):
+            if n < 0:
+                redo += call_keys
+            else:
+                applied += n
+        if redo:  # a field changed since it was read: merge those keys on the server
+            take = pa.array([i for k in redo for i in rows[k]], pa.int64())
+            applied += self._merge_in_lua(plan, hop, table.take(take), guard)
+        return applied
+
+    def _read_tiles(self, rows: dict[str, list[int]], fields: list[str],
+                    guard: SeqGuard | None, old: list[bytes | None]) -> list[str]:
+        """Fill ``old`` with the stored value of each row's tile; returns the keys the guard
+        does not skip. ``READ_FIELDS`` calls of ``KEYS_PER_CALL`` keys, one round trip."""
+        groups = list(rows.items())
+        pipe = self.client.pipeline(transaction=False)
+        for lo in range(0, len(groups), KEYS_PER_CALL):
+            args: list[str] = [guard.field if guard else ""]
+            for _, idx in groups[lo:lo + KEYS_PER_CALL]:
+                args.append(str(len(idx)))
+                args += [fields[i] for i in idx]
+            self._read(keys=[k for k, _ in groups[lo:lo + KEYS_PER_CALL]], args=args,
+                       client=pipe)
+        try:
+            replies = pipe.execute()
+        except self._redis.RedisError as e:
+            raise StoreError(f"redis read failed on {self.url}: {e}") from e
+        flat = iter([v for reply in replies for v in reply])
+        todo = []
+        for key, idx in groups:
+            seq = next(flat) if guard else None
+            values = [next(flat) for _ in idx]
+            if guard and seq is not None and int(seq) >= guard.seq:
+                continue
+            todo.append(key)
+            for i, value in zip(idx, values, strict=True):
+                old[i] = value
+        return todo
+
+    def _merge_in_lua(self, plan: ViewPlan, hop: int, table: pa.Table,
+                      guard: SeqGuard | None) -> int:
+        """The server-side merge (``MERGE_TILES``): a batch naming one tile twice, or keys
+        changed by another writer between read and write."""
         batch = prepare_tiles(plan, hop, table)
         extra = [batch.codec.lua_layout, guard.field if guard else "",
                  str(guard.seq) if guard else ""]
         return sum(self._run(self._merge, self._tile_calls(plan, hop, batch, extra)))
 
     def _tile_calls(self, plan: ViewPlan, hop: int, batch: TileBatch,
-                    extra: list[str]) -> list[tuple[list[str], list[str]]]:
+                    extra: list[str]) -> list[tuple[list[str], list[str | bytes]]]:
         exp = expiry_ms(plan)
         head = ["" if exp is None else str(exp), str(hop), str(prune_span(plan, hop)), *extra]
         calls = []
         groups = list(batch.by_key().items())
         for lo in range(0, len(groups), KEYS_PER_CALL):
             keys: list[str] = []
-            args = list(head)
+            args: list[str | bytes] = list(head)
             for key, tiles in groups[lo:lo + KEYS_PER_CALL]:
                 keys.append(key)
                 args.append(str(len(tiles)))
@@ -116,7 +210,8 @@ class RedisOnlineStore(OnlineStore):
             calls.append((keys, args))
         return calls
 
-    def _run(self, script: Any, calls: list[tuple[list[str], list[str]]]) -> Iterator[int]:
+    def _run(self, script: Any, calls: Sequence[tuple[list[str], Sequence[str | bytes]]]
+             ) -> Iterator[int]:
         """Run script calls, ``CALLS_PER_PIPELINE`` per round trip; yields each result."""
         results: list[int] = []
         for lo in range(0, len(calls), CALLS_PER_PIPELINE):
