@@ -28,7 +28,7 @@ from sqlglot import exp
 
 from braid.compile.algebra_sql import CT, TS, col, lit, missing_created
 from braid.compile.dialect import DUCKDB
-from braid.compile.duckdb import DuckDBCompiler, relation_for
+from braid.compile.duckdb import DuckDBCompiler, relation_for, tile_start_expr
 from braid.duck import connect
 from braid.errors import StoreError
 from braid.plan import ViewPlan
@@ -46,6 +46,8 @@ from braid_batch.sources import SourceInfo, source_info
 
 #: Rows of source events per chunk (memory bound of one DuckDB query result).
 CHUNK_ROWS = 4_000_000
+#: Events per slice of a chunk computed by one query per hop (a hash table that fits in cache).
+SLICE_ROWS = 250_000
 #: The temp table holding one chunk's validated events (one per connection).
 _EVENTS = "braid_backfill_events"
 
@@ -154,57 +156,89 @@ class _ViewJob:
 
     def run(self, start: int | None, end: int | None, chunk_rows: int, progress: bool,
             on_range: OnRange | None) -> ViewBackfill:
+        wide = self._widen(start, end)
         self.info: SourceInfo = source_info(self.con, self.plan, self.relation,
-                                            self.include_late, *self._widen(start, end))
-        lo, hi = self._widen(*self.info.bounds(start, end))
+                                            self.include_late, scan=False)
+        chunks: list[tuple[int, int, int | None]]
+        if self.info.rows_at_most(self.con, chunk_rows):
+            # One chunk: load it now, no histogram pass; the range comes from its events.
+            n, first, last = self._load(*wide)
+            lo, hi = self._widen(first if start is None else start,
+                                 end if end is not None else None if last is None else last + 1)
+            chunks, total = [(lo, hi, n)] if lo is not None and hi is not None else [], n
+        else:
+            self.info.scan(self.con, *wide)
+            lo, hi = self._widen(*self.info.bounds(start, end))
+            days = self.info.day_counts(lo, hi) if lo is not None and hi is not None else {}
+            chunks = [] if lo is None or hi is None else [
+                (a, b, None) for a, b in _chunks(lo, hi, self.align, days, chunk_rows)]
+            total = sum(days.values())
         out = ViewBackfill(self.plan.name, self.plan.namespace, lo or 0, hi or 0)
-        if lo is None or hi is None:
-            return out
-        days = self.info.day_counts(lo, hi)
-        bar = _bar(progress, sum(days.values()), self.plan.name)
-        for a, b in _chunks(lo, hi, self.align, days, chunk_rows):
-            try:
-                out.rows_read += self._chunk(a, b, out)
-            finally:
+        bar = _bar(progress and bool(chunks), total, self.plan.name)
+        try:
+            for a, b, loaded in chunks:
+                n = loaded if loaded is not None else self._load(a, b)[0]
+                self._compute(a, b, out)
                 self.con.execute(f"DROP TABLE IF EXISTS {_EVENTS}")
+                out.rows_read += n
+                if bar is not None:
+                    bar.update(n)
+                if on_range is not None:
+                    on_range(self.plan.namespace, a, b)
+        finally:
+            self.con.execute(f"DROP TABLE IF EXISTS {_EVENTS}")
             if bar is not None:
-                bar.update(sum(c for d, c in days.items() if a <= d * DAY < b))
-            if on_range is not None:
-                on_range(self.plan.namespace, a, b)
-        if bar is not None:
-            bar.close()
+                bar.close()
         return out
 
-    def _chunk(self, a: int, b: int, out: ViewBackfill) -> int:
-        """Read and validate the chunk's events once (a temp table), compute every hop and
-        the rows from it, stage each day's files, then publish them all and the coverage.
-        Returns the number of events read."""
+    def _load(self, a: int | None, b: int | None) -> tuple[int, int | None, int | None]:
+        """Read and validate the events of [a, b) once, into a temp table; their count and
+        min and max ``_ts``."""
         events = self.compiler.events(self.relation, start=a, end=b,
                                       extra_where=self.info.where(a, b))
+        # sorted by time: a slice's filter on _ts then skips the other row groups
+        events = events.order_by(col(TS))
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {_EVENTS} AS {DUCKDB.render(events)}")
-        n = int(self.con.sql(f"SELECT count(*) FROM {_EVENTS}").fetchall()[0][0])
-        jobs: list[Future[list[Staged]]] = []
-        covered: list[tuple[int | None, int]] = []
+        q = f'SELECT count(*), min("{TS}"), max("{TS}") FROM {_EVENTS}'
+        n, first, last = self.con.sql(q).fetchall()[0]
+        return int(n), first, last
+
+    def _compute(self, a: int, b: int, out: ViewBackfill) -> None:
+        """Compute every hop and the rows from the loaded events, one slice of whole days
+        at a time (a small hash table per query stays in cache; the events are sorted by
+        time, so a slice scans only its own row groups), stage each day's files, then
+        publish them all and the coverage of [a, b)."""
+        queries: list[tuple[int | None, str, int]] = []
         for hop in self.plan.hops:
             cutoff = self.cutoffs.get(hop)
             if cutoff is not None and cutoff <= a:
                 continue
-            q = exp.select("*").from_(self.compiler.tiles_query(_events(), hop).subquery("t"))
+            q = exp.select("*").from_(self.compiler.tiles_query(_slice(), hop).subquery("t"))
             if cutoff is not None:
                 q = q.where(exp.LT(this=col(TILE_START), expression=lit(cutoff)))
             # a written tile is complete, so coverage ends at the end of the last one
             covered_to = b if cutoff is None else min(b, -(-cutoff // hop) * hop)
-            jobs.append(self._run(self._stage_tiles, hop, self._fetch(q.order_by(col(TILE_START))),
-                                  a, covered_to, out))
-            covered.append((hop, covered_to))
+            queries.append((hop, DUCKDB.render(q.order_by(col(TILE_START))), covered_to))
         if self.plan.projections:
-            jobs.append(self._run(self._stage_rows, self._fetch(self._rows_query()), a, b, out))
-            covered.append((None, b))
-        staged = [s for job in jobs for s in job.result()]
-        self.store.publish(staged)
-        for hop, end in covered:
-            self.store.add_coverage(self.plan, hop, a, end)
-        return n
+            queries.append((None, DUCKDB.render(self._rows_query()), b))
+        jobs: list[Future[list[Staged]]] = []
+        for lo, hi in _chunks(a, b, self.align, self._day_counts(), SLICE_ROWS):
+            for hop, sql, covered_to in queries:
+                if lo >= covered_to:
+                    continue
+                table = self.con.sql(sql, params={"lo": lo, "hi": hi}).to_arrow_table()
+                stage = self._stage_rows if hop is None else self._stage_tiles
+                jobs.append(self._run(stage, hop, table, lo, min(hi, covered_to), out))
+        self.store.publish([s for job in jobs for s in job.result()])
+        for hop, _, covered_to in queries:
+            self.store.add_coverage(self.plan, hop, a, covered_to)
+
+    def _day_counts(self) -> dict[int, int]:
+        """Loaded events per UTC day."""
+        day = exp.Div(this=exp.Paren(this=tile_start_expr(DAY)), expression=lit(DAY), typed=True)
+        q = exp.select(day, exp.Count(this=exp.Star())).from_(_EVENTS).group_by(
+            exp.Literal.number(1))
+        return {int(d): int(n) for d, n in self.con.sql(DUCKDB.render(q)).fetchall()}
 
     def _run(self, fn: Callable[..., list[Staged]], *args: object) -> Future[list[Staged]]:
         """``fn(*args)`` on the writer thread if there is one, else here and now."""
@@ -219,7 +253,8 @@ class _ViewJob:
         table = table.cast(tile_schema(self.plan, hop))
         return self._stage(hop, table, _int64(table.column(TILE_START)), a, b, out, set())
 
-    def _stage_rows(self, table: pa.Table, a: int, b: int, out: ViewBackfill) -> list[Staged]:
+    def _stage_rows(self, hop: None, table: pa.Table, a: int, b: int,
+                    out: ViewBackfill) -> list[Staged]:
         table = _rows_table(table, self.plan)
         ms = _int64(table.column(TS))
         dups = _duplicate_days(table, ms, [TS, *self.plan.key_names])
@@ -228,7 +263,7 @@ class _ViewJob:
     def _rows_query(self) -> exp.Select:
         """Projection rows by ``_ts`` then keys (so equal (keys, ``_ts``) are adjacent),
         ``_ct`` NULL where missing (both still epoch ms)."""
-        rows = self.compiler.rows_query(_events())
+        rows = self.compiler.rows_query(_slice())
         ct = exp.Nullif(this=col(CT), expression=missing_created())
         cols = [col(k) for k in self.plan.key_names] + [col(TS), exp.alias_(ct, CT, quoted=True)]
         cols += [col(p.name) for p in self.plan.projections]
@@ -260,12 +295,12 @@ class _ViewJob:
                 out.tiles_written += part.num_rows
         return staged
 
-    def _fetch(self, q: exp.Select) -> pa.Table:
-        return self.con.sql(DUCKDB.render(q)).to_arrow_table()
 
-
-def _events() -> exp.Select:
-    return exp.select("*").from_(_EVENTS)
+def _slice() -> exp.Select:
+    """The loaded events with ``$lo <= _ts < $hi`` (bound per query)."""
+    return exp.select("*").from_(_EVENTS).where(exp.And(
+        this=exp.GTE(this=col(TS), expression=exp.Placeholder(this="lo")),
+        expression=exp.LT(this=col(TS), expression=exp.Placeholder(this="hi"))))
 
 
 def _duplicate_days(table: pa.Table, ms: np.ndarray, columns: list[str]) -> set[int]:
@@ -300,11 +335,12 @@ def _rows_table(table: pa.Table, plan: ViewPlan) -> pa.Table:
 
 def _chunks(lo: int, hi: int, align: int, days: dict[int, int],
             target: int) -> list[tuple[int, int]]:
-    """Split ``[lo, hi)`` at multiples of ``align`` into pieces of about ``target`` rows."""
+    """Split ``[lo, hi)`` at multiples of ``align`` (whole days) into pieces of about
+    ``target`` rows; ``days`` counts rows per UTC day."""
     out: list[tuple[int, int]] = []
     a, rows = lo, 0
     for b in range(lo + align, hi + 1, align):
-        rows += sum(c for d, c in days.items() if b - align <= d * DAY < b)
+        rows += sum(days.get(d, 0) for d in range((b - align) // DAY, b // DAY))
         if rows >= target or b == hi:
             out.append((a, b))
             a, rows = b, 0

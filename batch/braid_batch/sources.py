@@ -108,6 +108,15 @@ class SourceInfo:
         if rows:
             self.span = (min(int(r[2]) for r in rows), max(int(r[3]) for r in rows))
 
+    def rows_at_most(self, con: duckdb.DuckDBPyConnection, limit: int) -> bool:
+        """True if the source holds at most ``limit`` rows, known from Parquet footers alone
+        (DuckDB counts a ``read_parquet`` without reading data); False for a query source."""
+        if not (isinstance(self.relation, exp.Anonymous)
+                and self.relation.name.lower() == "read_parquet"):
+            return False
+        q = exp.select(exp.Count(this=exp.Star())).from_(self.relation.copy())
+        return int(con.sql(DUCKDB.render(q)).fetchall()[0][0]) <= limit
+
     def bounds(self, start: int | None, end: int | None) -> tuple[int | None, int | None]:
         """``start``/``end``, each defaulting to the source's min / max event time (+1 ms)."""
         lo, hi = self.span
