@@ -2,9 +2,10 @@
 
 Not a test. Runs the backfill with one DuckDB thread (events/s/core measured directly) and
 with every core, ``--repeat`` times each (fresh offline store every time), and prints
-medians. Also prints the raw DuckDB scan + group-by of the same events as the baseline, so
-the overhead of braid (compiled SQL, Parquet partitions, manifests) shows. The machine's load
-average is printed before and after: on a shared machine, compare runs at similar load.
+medians, with the process CPU time (a busy machine disturbs it less than wall time). Also
+prints the raw DuckDB scan + group-by of the same events as the baseline, so the overhead of
+braid (compiled SQL, Parquet partitions, manifests) shows. The machine's load average is
+printed before and after: on a shared machine, compare runs at similar load.
 
     .venv/bin/python bench/bench_backfill.py --rows 5000000 --repeat 5
 """
@@ -80,16 +81,19 @@ def main() -> None:
         print(f"{args.rows:,} events, {args.users:,} users, {args.days} days, {cores} cores, "
               f"median of {args.repeat}; load average {load()}")
         for threads in sorted({1, cores}):
-            runs, raws = [], []
+            runs, cpus, raws = [], [], []
             for _ in range(args.repeat):
                 shutil.rmtree(root / "offline", ignore_errors=True)
+                cpu = time.process_time()
                 report = backfill(repo, progress=False, threads=threads)
+                cpus.append(time.process_time() - cpu)
                 runs.append(report.seconds)
                 raws.append(raw_groupby(root, threads))
             seconds, raw = statistics.median(runs), statistics.median(raws)
             eps = report.rows_read / seconds
             print(f"threads={threads:<3} backfill {seconds:6.2f}s (min {min(runs):.2f}, max "
-                  f"{max(runs):.2f})  {eps:12,.0f} events/s  {eps / threads:12,.0f} "
+                  f"{max(runs):.2f}; CPU {statistics.median(cpus):.2f}s)  {eps:12,.0f} events/s  "
+                  f"{eps / threads:12,.0f} "
                   f"events/s/core  (tiles {report.tiles_written:,}, rows "
                   f"{report.rows_written:,}); raw 1-hop group-by {raw:5.2f}s, ratio "
                   f"{seconds / raw:5.1f}x")
