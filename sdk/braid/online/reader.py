@@ -13,12 +13,19 @@ Semantics at ``t = now``:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
+from itertools import compress
+from operator import add
 from typing import Any
+
+import orjson
 
 from braid.algebra import (
     INT64_MAX,
+    Finalize,
     Merge,
     OverflowError64,
     Partial,
@@ -38,11 +45,23 @@ from braid.online.encoding import (
     escape_key_part,
     key_prefix,
 )
-from braid.online.result import FeatureStatus, OnlineResult
+from braid.online.result import FeatureStatus, OnlineResult, Provenance
 from braid.plan import ViewPlan
 
 PRESENT, NOT_FOUND, OUTSIDE = (FeatureStatus.PRESENT, FeatureStatus.NOT_FOUND,
                                FeatureStatus.OUTSIDE_MAX_AGE)
+_NUMERIC = (DType.INT64, DType.TIMESTAMP, DType.FLOAT64)
+#: Kinds of the fast folds over parsed tile columns.
+_SUM, _MIN, _MAX, _CHAN, _LATEST = range(5)
+
+
+def _left_sum(values: Any, start: float) -> float:
+    """``start + v0 + v1 + ...`` strictly left to right, as the merge fold adds."""
+    return reduce(add, values, start)
+
+
+if sys.version_info < (3, 12):  # before 3.12 the builtin adds floats plainly, left to right
+    _left_sum = sum  # type: ignore[assignment]  # noqa: F811
 
 
 @dataclass
@@ -67,6 +86,70 @@ class _Agg:
             self.fold = self._fold_sum1 if hi - lo == 1 else self._fold_sum2
         elif merge_kind == Merge.CHAN:
             self.fold = self._fold_chan
+        # for fast_fold: the window's fields already parsed to Python numbers
+        self.kind = {Merge.SUM: _SUM, Merge.MIN: _MIN, Merge.MAX: _MAX, Merge.CHAN: _CHAN,
+                     Merge.LATEST: _LATEST}[merge_kind]
+        self.floats = tuple(t == DType.FLOAT64 for t in self.codec.partials[self.index]
+                            .field_types)
+        self.first = self.spec.finalize == Finalize.FIRST
+        self.empty_value = self.spec.empty_value(self.input_type)
+        self.empty = self.default if self.empty_value is None else self.empty_value
+
+    def fast_fold(self, vals: list[Any], lo: int, hi: int, width: int, nulls: bool) -> Any:
+        """The finalized value of the window whose tiles' fields are ``vals[lo:hi]``, ``width``
+        per tile, parsed by JSON (an int may stand for a float field; ``None`` for an empty
+        field when ``nulls``). The folds of :meth:`fold`, in the same order.
+        """
+        at = lo + self.lo
+        k = self.hi - self.lo
+        if nulls:
+            mask = [v is not None for v in vals[at:hi:width]]
+            cols = [list(compress(vals[at + j:hi:width], mask)) for j in range(k)]
+            if not cols[0]:
+                return self.empty_value
+        elif k == 1:
+            cols = [vals[at:hi:width]]
+        else:
+            cols = [vals[at + j:hi:width] for j in range(k)]
+        kind = self.kind
+        state: tuple[Any, ...]
+        if kind == _SUM:
+            sums = []
+            for col, is_float in zip(cols, self.floats, strict=True):
+                if is_float:
+                    it = map(float, col)
+                    sums.append(_left_sum(it, next(it)))
+                else:
+                    total = sum(col)
+                    if type(total) is not int:  # a token beyond int64 or not an integer
+                        raise OverflowError64(
+                            f"{self.spec.function} over the window: tile field is not an "
+                            f"int64 ({total})")
+                    sums.append(total)
+            state = _checked(tuple(sums), self.spec)
+        elif kind == _MAX or kind == _MIN:
+            v = max(cols[0]) if kind == _MAX else min(cols[0])
+            state = (float(v) if self.floats[0] else v,)
+        elif kind == _CHAN:
+            ns, means, m2s = cols
+            n, mean, m2 = ns[0], float(means[0]), float(m2s[0])
+            for i in range(1, len(ns)):  # algebra.chan, inlined
+                nb = ns[i]
+                total = n + nb
+                if total == 0:
+                    n, mean, m2 = 0, 0.0, 0.0
+                    continue
+                delta = float(means[i]) - mean
+                mean = mean + delta * nb / total
+                m2 = m2 + float(m2s[i]) + delta * delta * n * nb / total
+                n = total
+            state = (n, mean, m2)
+        else:  # _LATEST: the greatest (ts, created, value), the first of equals
+            best = max(zip(*cols, strict=True))
+            state = tuple(float(x) if f else x for x, f in zip(best, self.floats, strict=True))
+        if self.first:
+            return state[0]
+        return finalize(self.spec, state, self.input_type)
 
     def _fold_generic(self, tiles: list[list[bytes] | None]) -> Partial:
         acc: Partial = None
@@ -135,6 +218,17 @@ class _Hop:
     span: int = 0  # tile fields requested: the longest window's tile count
     cached_k: int | None = None
     cached_fields: list[str] = field(default_factory=list)
+    width: int = 0
+    fast: bool = False  # every field numeric: tile values parse as one JSON array
+    short: tuple[int, ...] = ()  # tile counts of windows shorter than span
+    groups: list[tuple[int, list[_Agg]]] = field(default_factory=list)  # by tile count
+
+    def prepare(self) -> None:
+        self.width = self.codec.width
+        self.fast = all(t in _NUMERIC for p in self.codec.partials for t in p.field_types)
+        self.short = tuple(sorted({a.tiles for a in self.aggs if a.tiles < self.span}))
+        counts = sorted({a.tiles for a in self.aggs}, reverse=True)
+        self.groups = [(c, [a for a in self.aggs if a.tiles == c]) for c in counts]
 
     def fields(self, now_ms: int) -> list[str]:
         k = now_ms // self.hop
@@ -188,6 +282,11 @@ class OnlineReader:
         self._key_types: dict[str, DType] = {}
         for slot, (ref, (plan, name)) in enumerate(features.items()):
             self._add(slot, ref, plan, name, full_feature_names)
+        for view in self._views.values():
+            for hop in view.hops.values():
+                hop.prepare()
+        self._single = next(iter(self._views.values()), None)
+        self._empty_values: list[Any] = [None] * len(self.names)
         dupes = {n for n in self.names if self.names.count(n) > 1}
         if dupes:
             raise UnknownFeatureError(
@@ -256,16 +355,17 @@ class OnlineReader:
             prefix = view.prefix
             requests += [(prefix + e + "}", fields) for e in ents]
         raw = self.store.fetch(requests) if requests else []
-        width = len(self.names)
-        values: list[list[Any]] = [[None] * n for _ in range(width)]
-        status: list[list[FeatureStatus]] = [[NOT_FOUND] * n for _ in range(width)]
-        times: list[list[int | None]] = [[None] * n for _ in range(width)]
-        at = 0
-        for view in self._views.values():
-            _decode_view(view, raw[at:at + n], now_ms, values, status, times)
-            at += n
+        values: list[list[Any]] = list(self._empty_values)
+        provenance: list[Provenance] = list(self._empty_values)  # type: ignore[arg-type]
+        if self._single is not None and len(self._views) == 1:
+            _decode_view(self._single, raw, n, now_ms, values, provenance)
+        else:
+            at = 0
+            for view in self._views.values():
+                _decode_view(view, raw[at:at + n], n, now_ms, values, provenance)
+                at += n
         entities = {k: (t, [row[k] for row in entity_rows]) for k, t in self._key_types.items()}
-        return OnlineResult(entities, self.names, self.dtypes, values, status, times)
+        return OnlineResult(entities, self.names, self.dtypes, values, provenance=provenance)
 
 
 def _encode_entities(keys: tuple[tuple[str, DType], ...],
@@ -301,40 +401,115 @@ def _key_part(v: Any, name: str, dtype: DType, i: int) -> str:
         f"entity row {i}: join key '{name}' must be {dtype}, got {type(v).__name__} {v!r}")
 
 
-def _decode_view(view: _View, rows: list[list[bytes | None]], now_ms: int,
-                 values: list[list[Any]], status: list[list[FeatureStatus]],
-                 times: list[list[int | None]]) -> None:
-    ttl = view.plan.ttl
-    oldest = None if ttl is None else now_ms - ttl
-    nproj = len(view.proj_fields)
-    for i, row in enumerate(rows):
-        if nproj:
-            raw_ts = row[0]
-            if raw_ts is None:
-                for slot, _, default in view.proj:
-                    values[slot][i] = default
+def _decode_view(view: _View, rows: list[list[bytes | None]], n: int, now_ms: int,
+                 values: list[list[Any]], provenance: list[Provenance]) -> None:
+    """Fill the value columns and provenance of the view's features (by slot)."""
+    if view.proj:
+        ttl = view.plan.ttl
+        oldest = None if ttl is None else now_ms - ttl
+        times = [None if row[0] is None else int(row[0]) for row in rows]  # type: ignore[arg-type]
+        prov: Provenance = (times, False, oldest)
+        for j, (slot, decode, default) in enumerate(view.proj, 1):
+            col = [default] * n
+            for i, ts in enumerate(times):
+                if ts is not None and (oldest is None or ts >= oldest):
+                    raw = rows[i][j]
+                    if raw is not None:
+                        col[i] = decode(raw)
+            values[slot] = col
+            provenance[slot] = prov
+    at = len(view.proj_fields)
+    for hop in view.hops.values():
+        if not (hop.fast and _fold_hop_fast(hop, rows, n, at, now_ms, values, provenance)):
+            _fold_hop(hop, rows, n, at, now_ms, values, provenance)
+        at += hop.span
+
+
+def _fold_hop_fast(hop: _Hop, rows: list[list[bytes | None]], n: int, at: int, now_ms: int,
+                   values: list[list[Any]], provenance: list[Provenance]) -> bool:
+    """Every entity's windows of one hop from a single JSON parse of all their tiles.
+
+    Returns False, having written nothing, when the tiles need the exact field decoders
+    (a ``-0``, a non-JSON number such as ``inf``, a malformed value): :func:`_fold_hop` then
+    reads the hop.
+    """
+    span, width, short = hop.span, hop.width, hop.short
+    end = at + span
+    present: list[bytes] = []
+    bounds = [0]  # entity i's present tiles: present[bounds[i]:bounds[i + 1]]
+    cuts: dict[int, list[int]] = {t: [] for t in short}  # first tile of a shorter window
+    for row in rows:
+        tiles = row[at:end]
+        if None in tiles:
+            for t in short:
+                c = span - t
+                cuts[t].append(len(present) + c - tiles[:c].count(None))
+            present += [x for x in tiles if x is not None]
+        else:
+            for t in short:
+                cuts[t].append(len(present) + span - t)
+            present += tiles  # type: ignore[arg-type]
+        bounds.append(len(present))
+    joined = b",".join(present)
+    if b"-0," in joined or joined.endswith(b"-0"):  # JSON reads -0 as the integer 0
+        return False
+    nulls = False
+    try:
+        vals = orjson.loads(b"[" + joined + b"]")
+    except orjson.JSONDecodeError:
+        # empty fields (empty partials) -> null; two passes cover runs of empty fields
+        filled = (b"," + joined + b",").replace(b",,", b",null,").replace(b",,", b",null,")
+        try:
+            vals = orjson.loads(b"[" + filled[1:-1] + b"]")
+        except orjson.JSONDecodeError:
+            return False
+        nulls = True
+    if len(vals) != width * len(present):
+        return False
+    lasts = bounds[1:]
+    for count, aggs in hop.groups:
+        firsts = bounds if count == span else cuts[count]
+        if n == 1:
+            hits = [firsts[0] != lasts[0]]
+            if hits[0]:
+                lo, hi = firsts[0] * width, lasts[0] * width
+                for agg in aggs:
+                    v = agg.fast_fold(vals, lo, hi, width, nulls)
+                    values[agg.slot] = [agg.default if v is None else v]
             else:
-                ts = int(raw_ts)
-                stale = oldest is not None and ts < oldest
-                for j, (slot, decode, default) in enumerate(view.proj, 1):
-                    raw = row[j]
-                    times[slot][i] = ts
-                    if stale:
-                        values[slot][i] = default
-                        status[slot][i] = OUTSIDE
-                    else:
-                        values[slot][i] = default if raw is None else decode(raw)
-                        status[slot][i] = PRESENT
-        at = nproj
-        for hop in view.hops.values():
-            tiles = [None if t is None else t.split(b",") for t in row[at:at + hop.span]]
-            at += hop.span
-            for agg in hop.aggs:
-                window = tiles[hop.span - agg.tiles:]
-                found = any(t is not None for t in window)
-                acc = agg.fold(window) if found else None
-                value = finalize(agg.spec, acc, agg.input_type)
-                values[agg.slot][i] = agg.default if value is None else value
-                if found:
-                    status[agg.slot][i] = PRESENT
-                    times[agg.slot][i] = now_ms
+                for agg in aggs:
+                    values[agg.slot] = [agg.empty]
+        else:
+            hits = [f != last for f, last in zip(firsts, lasts)]  # noqa: B905 (firsts: n+1)
+            for agg in aggs:
+                col = [agg.empty] * n
+                fold, default = agg.fast_fold, agg.default
+                for i, hit in enumerate(hits):
+                    if hit:
+                        v = fold(vals, firsts[i] * width, lasts[i] * width, width, nulls)
+                        col[i] = default if v is None else v
+                values[agg.slot] = col
+        prov: Provenance = (hits, True, now_ms)
+        for agg in aggs:
+            provenance[agg.slot] = prov
+    return True
+
+
+def _fold_hop(hop: _Hop, rows: list[list[bytes | None]], n: int, at: int, now_ms: int,
+              values: list[list[Any]], provenance: list[Provenance]) -> None:
+    """One hop's windows, tile by tile with the exact field decoders."""
+    span = hop.span
+    tiles = [[None if t is None else t.split(b",") for t in row[at:at + span]] for row in rows]
+    for count, aggs in hop.groups:
+        windows = [entity[span - count:] for entity in tiles]
+        hits = [any(t is not None for t in window) for window in windows]
+        for agg in aggs:
+            col = [agg.empty] * n
+            for i, window in enumerate(windows):
+                if hits[i]:
+                    value = finalize(agg.spec, agg.fold(window), agg.input_type)
+                    col[i] = agg.default if value is None else value
+            values[agg.slot] = col
+        prov: Provenance = (hits, True, now_ms)
+        for agg in aggs:
+            provenance[agg.slot] = prov
