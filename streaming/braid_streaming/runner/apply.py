@@ -84,6 +84,41 @@ def _split(table: pa.Table) -> list[pa.Table]:
     return [body.slice(lo, hi - lo) for lo, hi in zip(bounds, bounds[1:], strict=False)]
 
 
+@dataclass(frozen=True)
+class _ViewSql:
+    """The rendered queries of one view over the batch relation."""
+
+    stats: str
+    tiles: dict[int, str]
+    rows: str
+
+
+_SQL_CACHE: dict[tuple[object, ...], _ViewSql] = {}
+
+
+def _compiled(plan: ViewPlan, cutoffs: dict[int, int], chunk_keys: int) -> _ViewSql:
+    """Render (once per view, cutoffs and chunk size) the batch's stats, tiles and rows
+    queries: building and rendering the sqlglot trees costs more than running them on a
+    small batch. The namespace is a hash of the compiled plan, so it identifies the SQL."""
+    cache_key = (plan.project, plan.namespace, plan.name, chunk_keys,
+                 tuple(sorted((h, cutoffs[h]) for h in plan.hops)))
+    hit = _SQL_CACHE.get(cache_key)
+    if hit is not None:
+        return hit
+    compiler = DuckDBCompiler(plan)
+    events = compiler.events(exp.to_table(BATCH_RELATION), source=plan.source)
+    out = _ViewSql(
+        stats=DUCKDB.render(exp.select(exp.Count(this=exp.Star()), exp.Max(this=col(TS)))
+                            .from_(events.subquery("s"))),
+        tiles={h: DUCKDB.render(_chunked_tiles(compiler, events, h, cutoffs[h], chunk_keys))
+               for h in plan.hops},
+        rows=DUCKDB.render(_latest_rows(compiler, events)) if plan.projections else "")
+    if len(_SQL_CACHE) >= 256:
+        _SQL_CACHE.clear()
+    _SQL_CACHE[cache_key] = out
+    return out
+
+
 def apply_view(con: duckdb.DuckDBPyConnection, store: OnlineStore, plan: ViewPlan,
                events_table: pa.Table, cutoffs: dict[int, int], runner_id: str, seq: int,
                chunk_keys: int = 5000, hook: ChunkHook | None = None) -> ViewApplied:
@@ -103,24 +138,20 @@ def apply_view(con: duckdb.DuckDBPyConnection, store: OnlineStore, plan: ViewPla
     done = ViewApplied()
     if events_table.num_rows == 0:
         return done
+    sql = _compiled(plan, cutoffs, chunk_keys)
     con.register(BATCH_RELATION, events_table)
     try:
-        compiler = DuckDBCompiler(plan)
-        events = compiler.events(exp.to_table(BATCH_RELATION), source=plan.source)
-        stats = con.sql(DUCKDB.render(
-            exp.select(exp.Count(this=exp.Star()), exp.Max(this=col(TS)))
-            .from_(events.subquery("s")))).fetchall()[0]
+        stats = con.sql(sql.stats).fetchall()[0]
         done.events, done.newest_ts = int(stats[0]), stats[1]
         for hop in plan.hops:
-            sql = DUCKDB.render(_chunked_tiles(compiler, events, hop, cutoffs[hop], chunk_keys))
             guard = SeqGuard(guard_runner(runner_id, hop), seq)
-            for i, chunk in enumerate(_split(con.sql(sql).to_arrow_table())):
+            for i, chunk in enumerate(_split(con.sql(sql.tiles[hop]).to_arrow_table())):
                 done.keys += store.merge_tiles(plan, hop, chunk, guard=guard)
                 done.tiles += chunk.num_rows
                 if hook:
                     hook(plan.name, hop, i)
         if plan.projections:
-            rows = con.sql(DUCKDB.render(_latest_rows(compiler, events))).to_arrow_table()
+            rows = con.sql(sql.rows).to_arrow_table()
             for i, lo in enumerate(range(0, rows.num_rows, chunk_keys)):
                 done.rows += store.write_rows(plan, rows.slice(lo, chunk_keys))
                 if hook:

@@ -59,6 +59,9 @@ class SqliteMeta(MetaStore):
                                   check_same_thread=False)
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=FULL")  # offsets must survive a power loss too
+            # as the online store's connections: whichever commit crosses the threshold runs
+            # the checkpoint, so a lower one here would checkpoint on every runner commit
+            con.execute("PRAGMA wal_autocheckpoint=10000")
             self._local.con = con
         return con
 
