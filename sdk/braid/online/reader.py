@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from itertools import compress
+from math import gcd
 from operator import add
 from typing import Any
 
@@ -50,6 +51,7 @@ from braid.plan import ViewPlan
 
 PRESENT, NOT_FOUND, OUTSIDE = (FeatureStatus.PRESENT, FeatureStatus.NOT_FOUND,
                                FeatureStatus.OUTSIDE_MAX_AGE)
+_INT_ONLY = {int}
 _NUMERIC = (DType.INT64, DType.TIMESTAMP, DType.FLOAT64)
 #: Kinds of the fast folds over parsed tile columns.
 _SUM, _MIN, _MAX, _CHAN, _LATEST = range(5)
@@ -116,9 +118,9 @@ class _Agg:
         if kind == _SUM:
             sums = []
             for col, is_float in zip(cols, self.floats, strict=True):
-                if is_float:
-                    it = map(float, col)
-                    sums.append(_left_sum(it, next(it)))
+                if is_float:  # float + int converts the int as float() would
+                    it = iter(col)
+                    sums.append(_left_sum(it, float(next(it))))
                 else:
                     total = sum(col)
                     if type(total) is not int:  # a token beyond int64 or not an integer
@@ -131,17 +133,19 @@ class _Agg:
             v = max(cols[0]) if kind == _MAX else min(cols[0])
             state = (float(v) if self.floats[0] else v,)
         elif kind == _CHAN:
-            ns, means, m2s = cols
-            n, mean, m2 = ns[0], float(means[0]), float(m2s[0])
-            for i in range(1, len(ns)):  # algebra.chan, inlined
-                nb = ns[i]
+            tiles = zip(*cols, strict=True)
+            n, mean, m2 = next(tiles)
+            mean, m2 = float(mean), float(m2)
+            # algebra.chan, inlined; mean and m2 are floats, so an int mb or m2b (a JSON
+            # integer) is converted exactly as float() would
+            for nb, mb, m2b in tiles:
                 total = n + nb
                 if total == 0:
                     n, mean, m2 = 0, 0.0, 0.0
                     continue
-                delta = float(means[i]) - mean
+                delta = mb - mean
                 mean = mean + delta * nb / total
-                m2 = m2 + float(m2s[i]) + delta * delta * n * nb / total
+                m2 = m2 + m2b + delta * delta * n * nb / total
                 n = total
             state = (n, mean, m2)
         else:  # _LATEST: the greatest (ts, created, value), the first of equals
@@ -247,12 +251,21 @@ class _View:
     proj: list[tuple[int, Any, Any]] = field(default_factory=list)  # slot, decode, default
     proj_fields: list[str] = field(default_factory=list)
     hops: dict[int, _Hop] = field(default_factory=dict)
+    grain: int = 0  # gcd of the hops: every hop's k(now) is a function of now // grain
+    cached_k: int | None = None
+    cached_fields: list[str] = field(default_factory=list)
 
     def fields(self, now_ms: int) -> list[str]:
-        out = list(self.proj_fields)
-        for h in self.hops.values():
-            out += h.fields(now_ms)
-        return out
+        """The fields to read at ``now_ms`` (rebuilt only when a tile boundary is crossed)."""
+        if not self.hops:
+            return self.proj_fields
+        k = now_ms // self.grain
+        if k != self.cached_k:
+            out = list(self.proj_fields)
+            for h in self.hops.values():
+                out += h.fields(now_ms)
+            self.cached_fields, self.cached_k = out, k
+        return self.cached_fields
 
 
 class OnlineReader:
@@ -285,7 +298,12 @@ class OnlineReader:
         for view in self._views.values():
             for hop in view.hops.values():
                 hop.prepare()
-        self._single = next(iter(self._views.values()), None)
+            view.grain = reduce(gcd, view.hops, 0)
+        # one view keyed by one int64 join key: read() takes an inlined path
+        views = list(self._views.values())
+        self._single = views[0] if len(views) == 1 else None
+        self._int_key = (views[0].keys[0][0] if len(views) == 1 and len(views[0].keys) == 1
+                         and views[0].keys[0][1] == DType.INT64 else None)
         self._empty_values: list[Any] = [None] * len(self.names)
         dupes = {n for n in self.names if self.names.count(n) > 1}
         if dupes:
@@ -345,6 +363,27 @@ class OnlineReader:
             StoreError: the store could not be read.
         """
         n = len(entity_rows)
+        single = self._single
+        ids = None
+        if single is not None and self._int_key is not None:  # the common shape, inlined
+            key = self._int_key
+            try:
+                ids = [entity_rows[0][key]] if n == 1 else [row[key] for row in entity_rows]
+            except (KeyError, TypeError, IndexError):
+                ids = None  # the general path names the row at fault
+            else:
+                if set(map(type, ids)) != _INT_ONLY:
+                    ids = None
+        if ids is not None and single is not None:
+            fields = single.fields(now_ms)
+            prefix = single.prefix
+            raw = self.store.fetch([(f"{prefix}{ids[0]}}}", fields)] if n == 1 else
+                                   [(f"{prefix}{v}}}", fields) for v in ids])
+            values: list[list[Any]] = list(self._empty_values)
+            provenance: list[Provenance] = list(self._empty_values)  # type: ignore[arg-type]
+            _decode_view(single, raw, n, now_ms, values, provenance)
+            return OnlineResult({single.keys[0][0]: (DType.INT64, ids)}, self.names,
+                                self.dtypes, values, provenance=provenance)
         encoded: dict[tuple[tuple[str, DType], ...], list[str]] = {}
         requests: list[FieldRequest] = []
         for view in self._views.values():
@@ -355,15 +394,12 @@ class OnlineReader:
             prefix = view.prefix
             requests += [(prefix + e + "}", fields) for e in ents]
         raw = self.store.fetch(requests) if requests else []
-        values: list[list[Any]] = list(self._empty_values)
-        provenance: list[Provenance] = list(self._empty_values)  # type: ignore[arg-type]
-        if self._single is not None and len(self._views) == 1:
-            _decode_view(self._single, raw, n, now_ms, values, provenance)
-        else:
-            at = 0
-            for view in self._views.values():
-                _decode_view(view, raw[at:at + n], n, now_ms, values, provenance)
-                at += n
+        values = list(self._empty_values)
+        provenance = list(self._empty_values)
+        at = 0
+        for view in self._views.values():
+            _decode_view(view, raw[at:at + n], n, now_ms, values, provenance)
+            at += n
         entities = {k: (t, [row[k] for row in entity_rows]) for k, t in self._key_types.items()}
         return OnlineResult(entities, self.names, self.dtypes, values, provenance=provenance)
 
@@ -407,17 +443,32 @@ def _decode_view(view: _View, rows: list[list[bytes | None]], n: int, now_ms: in
     if view.proj:
         ttl = view.plan.ttl
         oldest = None if ttl is None else now_ms - ttl
-        times = [None if row[0] is None else int(row[0]) for row in rows]  # type: ignore[arg-type]
-        prov: Provenance = (times, False, oldest)
-        for j, (slot, decode, default) in enumerate(view.proj, 1):
-            col = [default] * n
-            for i, ts in enumerate(times):
-                if ts is not None and (oldest is None or ts >= oldest):
-                    raw = rows[i][j]
-                    if raw is not None:
-                        col[i] = decode(raw)
-            values[slot] = col
-            provenance[slot] = prov
+        if n == 1:
+            row = rows[0]
+            raw_ts = row[0]
+            ts = None if raw_ts is None else int(raw_ts)
+            prov: Provenance = ([ts], False, oldest)
+            if ts is None or (oldest is not None and ts < oldest):
+                for slot, _, default in view.proj:
+                    values[slot] = [default]
+                    provenance[slot] = prov
+            else:
+                for j, (slot, decode, default) in enumerate(view.proj, 1):
+                    raw = row[j]
+                    values[slot] = [default if raw is None else decode(raw)]
+                    provenance[slot] = prov
+        else:
+            times = [None if row[0] is None else int(row[0]) for row in rows]  # type: ignore[arg-type]
+            prov = (times, False, oldest)
+            for j, (slot, decode, default) in enumerate(view.proj, 1):
+                col = [default] * n
+                for i, ts in enumerate(times):
+                    if ts is not None and (oldest is None or ts >= oldest):
+                        raw = rows[i][j]
+                        if raw is not None:
+                            col[i] = decode(raw)
+                values[slot] = col
+                provenance[slot] = prov
     at = len(view.proj_fields)
     for hop in view.hops.values():
         if not (hop.fast and _fold_hop_fast(hop, rows, n, at, now_ms, values, provenance)):

@@ -98,9 +98,11 @@ class OnlineResult:
                 the stored row's ``_ts`` for a projection, the read time for a window).
             include_status: add ``<feature>__status`` columns (:class:`FeatureStatus` values).
         """
-        out: dict[str, list[Any]] = {k: list(v) for k, (_, v) in self._entities.items()}
+        out: dict[str, list[Any]] = {}
+        for key, (_, column) in self._entities.items():  # a loop: cheaper than a comprehension
+            out[key] = column[:]
         if not (include_event_timestamps or include_status):
-            out.update(zip(self._names, self._values, strict=True))
+            out.update(zip(self._names, self._values))  # noqa: B905 (same length by construction)
             return out
         status, times = self._meta()
         for i, name in enumerate(self._names):
