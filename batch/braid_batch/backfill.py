@@ -6,6 +6,14 @@ sized by row count, so memory stays bounded and a re-run replaces exactly the pa
 covers (DESIGN §6, §6.4). Late events of braid's stream archive (``_late``) are excluded
 unless ``include_late=True`` (DESIGN §4.7).
 
+Per chunk, the source is read and validated once into a temp table sorted by time; every
+hop's tiles and the projection rows are then computed from it one slice of whole days at a
+time (one query per hop and slice, sorted by time so each day is a zero-copy slice of the
+result), each day's file is written under a temporary name, and the chunk's partitions are
+published together (``OfflineStore.publish``: few fsync barriers, manifests last). On 1M
+events with 1 thread, about 0.7 s goes to DuckDB (0.25 s loading and sorting, the rest the
+group-bys) and 0.2 s to Parquet encoding (bench/bench_backfill.py).
+
 Example:
     >>> report = backfill(load_repo("feature_repo"), start=None, end=None)
     >>> print(report.events_per_second)
@@ -199,8 +207,9 @@ class _ViewJob:
         # sorted by time: a slice's filter on _ts then skips the other row groups
         events = events.order_by(col(TS))
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {_EVENTS} AS {DUCKDB.render(events)}")
-        q = f'SELECT count(*), min("{TS}"), max("{TS}") FROM {_EVENTS}'
-        n, first, last = self.con.sql(q).fetchall()[0]
+        q = exp.select(exp.Count(this=exp.Star()), exp.Min(this=col(TS)),
+                       exp.Max(this=col(TS))).from_(_EVENTS)
+        n, first, last = self.con.sql(DUCKDB.render(q)).fetchall()[0]
         return int(n), first, last
 
     def _compute(self, a: int, b: int, out: ViewBackfill) -> None:

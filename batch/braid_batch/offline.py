@@ -13,6 +13,10 @@ as ``floor(ms / 86_400_000)`` on integers (correct before 1970), never with cale
 Writes are atomic: each file is written under a temporary name in its partition and renamed;
 the manifest, renamed into place last, is the only thing readers trust. A crash leaves at
 worst an unlisted file, which readers ignore; re-writing a partition replaces its files.
+Partitions are staged (written, not listed) and published in batches: the batch's data files
+are synced together, then renamed, then each manifest is replaced (synced, renamed, its
+directory synced) before the files it no longer lists are deleted. A batch costs a few
+concurrent fsync rounds instead of one per file; each partition still switches atomically.
 Days without data get no partition; the coverage file (updated after the partitions of a
 range are published) says which ranges are complete, so readers know an absent day is empty
 rather than never computed.
