@@ -87,14 +87,14 @@ class ViewSQL:
 
     def events(self, lo: int | None, hi: int | None) -> exp.Select:
         """Compiled events with ``lo <= _ts < hi``, late events excluded unless asked for."""
-        compiler = DuckDBCompiler(self.plan)
-        ev = compiler.events(self.relation, start=lo, end=hi, extra_where=self.info.where(lo, hi))
+        extra: list[exp.Expression] = []
         if self.as_of_known and self.info.has_ingested_at:
-            inner = ev.args["from"].this.this  # SELECT <event columns> FROM source WHERE ...
-            inner.select(exp.alias_(exp.Anonymous(this="epoch_ms", expressions=[
+            extra.append(exp.alias_(exp.Anonymous(this="epoch_ms", expressions=[
                 exp.Cast(this=col(INGESTED_AT), to=exp.DataType.build("TIMESTAMPTZ"))]),
-                INGESTED_AT, quoted=True), copy=False)
-        return ev
+                INGESTED_AT, quoted=True))
+        return DuckDBCompiler(self.plan).events(self.relation, start=lo, end=hi,
+                                                extra_where=self.info.where(lo, hi),
+                                                extra_columns=extra)
 
     # ------------------------------------------------------------------ projections
 
@@ -180,9 +180,14 @@ class ViewSQL:
         rows of table ``queries``, all aggregations of one hop in one pass."""
         widest = max(a.window for a in aggs)
         partials = list(dict.fromkeys(a.partial for a in aggs))
-        parts = [self._head(queries, hop, partials)]
-        if widest > hop:
-            parts.insert(0, self._tail(queries, hop, widest, partials))
+        if self.as_of_known and self.info.has_ingested_at:
+            # Stored tiles hold every event, also those ingested after t: rebuild the
+            # window's tiles per query from the events known by t (DESIGN §4.7).
+            parts = [self._known(queries, hop, widest, partials)]
+        else:
+            parts = [self._head(queries, hop, partials)]
+            if widest > hop:
+                parts.insert(0, self._tail(queries, hop, widest, partials))
         masked, names = self._masked(union_all(parts), hop, widest, aggs)
         group = [col(k) for k in self.keys] + [col(T)]
         sel = [c.copy() for c in group]
@@ -233,6 +238,28 @@ class ViewSQL:
                 cols.append(exp.alias_(e, name, quoted=True))
         events = self.events(floor_start(self.t_min, hop), self.t_max + 1)
         group = [qcol("q", k) for k in self.keys] + [qcol("q", T)]
+        return (exp.select(*cols).from_(exp.to_table(queries, quoted=True).as_("q"))
+                .join(events.subquery("e"), on=conj(conds)).group_by(*group))
+
+    def _known(self, queries: str, hop: int, widest: int,
+               partials: list[PartialPlan]) -> exp.Select:
+        """Per (keys, t): partials of every tile of the widest window, from the events with
+        ``_ts <= t`` and ``_ingested_at <= t`` only (``as_of_known``)."""
+        first = exp.Add(this=exp.Sub(this=start_of(qcol("q", T), hop), expression=lit(widest)),
+                        expression=lit(hop))
+        conds: list[exp.Expression] = [exp.EQ(this=qcol("e", k), expression=qcol("q", k))
+                                       for k in self.keys]
+        conds += [exp.GTE(this=qcol("e", TS), expression=first),
+                  exp.LTE(this=qcol("e", TS), expression=qcol("q", T)),
+                  exp.LTE(this=qcol("e", INGESTED_AT), expression=qcol("q", T))]
+        tile = start_of(qcol("e", TS), hop)
+        cols: list[exp.Expression] = [qcol("q", k) for k in self.keys] + [qcol("q", T)]
+        cols.append(exp.alias_(tile, TILE_START, quoted=True))
+        for p in partials:
+            for name, e in zip(p.columns, A.build(p, DUCKDB), strict=True):
+                cols.append(exp.alias_(e, name, quoted=True))
+        events = self.events(floor_start(self.t_min, hop) - widest + hop, self.t_max + 1)
+        group = [qcol("q", k) for k in self.keys] + [qcol("q", T), tile.copy()]
         return (exp.select(*cols).from_(exp.to_table(queries, quoted=True).as_("q"))
                 .join(events.subquery("e"), on=conj(conds)).group_by(*group))
 

@@ -7,6 +7,7 @@ tiles with one rendering of the algebra (DESIGN §5, §7).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,10 +70,13 @@ class DuckDBCompiler:
 
     def events(self, relation: exp.Expr, source: SourcePlan | None = None,
                start: int | None = None, end: int | None = None,
-               extra_where: exp.Expr | None = None) -> exp.Select:
-        """The validated, filtered events of ``relation`` with event time in [start, end)."""
+               extra_where: exp.Expr | None = None,
+               extra_columns: Sequence[exp.Expr] = ()) -> exp.Select:
+        """The validated, filtered events of ``relation`` with event time in [start, end);
+        ``extra_columns`` (e.g. the archive's ``_ingested_at``) are carried along."""
         source = source or self.plan.batch_source or self.plan.source
-        inner = events_select(self.plan, source, relation, extra_where)
+        inner = events_select(self.plan, source, relation, extra_where,
+                              extra_columns=extra_columns)
         rng = time_range(start, end)
         sub = exp.select("*").from_(inner.subquery(EVENTS))
         return sub.where(rng) if rng is not None else sub

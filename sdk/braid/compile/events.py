@@ -7,6 +7,8 @@ column (``c - c = 0`` is false exactly for NaN and infinities, in DuckDB and Fli
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlglot import exp
 
 from braid.compile.algebra_sql import CT, TS, as_bigint, col, missing_created, not_null
@@ -68,11 +70,13 @@ def event_columns(plan: ViewPlan, source: SourcePlan,
 
 def events_select(plan: ViewPlan, source: SourcePlan, relation: exp.Expr,
                   extra_where: exp.Expr | None = None,
-                  timestamp_to_ms: exp.Expr | None = None) -> exp.Select:
-    """``SELECT <event columns> FROM relation WHERE valid AND filter [AND extra]``."""
+                  timestamp_to_ms: exp.Expr | None = None,
+                  extra_columns: Sequence[exp.Expr] = ()) -> exp.Select:
+    """``SELECT <event columns> [, extra] FROM relation WHERE valid AND filter [AND extra]``."""
     where = valid_condition(plan, source)
     if plan.filter is not None:
         where = exp.And(this=where, expression=exp.Paren(this=plan.filter.tree.copy()))
     if extra_where is not None:
         where = exp.And(this=where, expression=extra_where)
-    return exp.select(*event_columns(plan, source, timestamp_to_ms)).from_(relation).where(where)
+    columns = [*event_columns(plan, source, timestamp_to_ms), *(c.copy() for c in extra_columns)]
+    return exp.select(*columns).from_(relation).where(where)
