@@ -25,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import duckdb
@@ -230,15 +230,24 @@ class _ViewJob:
             queries.append((hop, DUCKDB.render(q.order_by(col(TILE_START))), covered_to))
         if self.plan.projections:
             queries.append((None, DUCKDB.render(self._rows_query()), b))
-        jobs: list[Future[list[Staged]]] = []
-        for lo, hi in _chunks(a, b, self.align, self._day_counts(), SLICE_ROWS):
-            for hop, sql, covered_to in queries:
-                if lo >= covered_to:
-                    continue
-                table = self.con.sql(sql, params={"lo": lo, "hi": hi}).to_arrow_table()
-                stage = self._stage_rows if hop is None else self._stage_tiles
-                jobs.append(self._run(stage, hop, table, lo, min(hi, covered_to), out))
-        self.store.publish([s for job in jobs for s in job.result()])
+        staged: list[Staged] = []  # appended to as files are written (here or by the writer)
+        jobs: list[Future[None]] = []
+        try:
+            for lo, hi in _chunks(a, b, self.align, self._day_counts(), SLICE_ROWS):
+                for hop, sql, covered_to in queries:
+                    if lo >= covered_to:
+                        continue
+                    table = self.con.sql(sql, params={"lo": lo, "hi": hi}).to_arrow_table()
+                    stage = self._stage_rows if hop is None else self._stage_tiles
+                    jobs.append(self._run(stage, hop, table, lo, min(hi, covered_to), out,
+                                          staged))
+            for job in jobs:
+                job.result()
+        except BaseException:
+            wait(jobs)
+            self.store.discard(staged)  # nothing listed them; do not leave them behind
+            raise
+        self.store.publish(staged)
         for hop, _, covered_to in queries:
             self.store.add_coverage(self.plan, hop, a, covered_to)
 
@@ -249,25 +258,26 @@ class _ViewJob:
             exp.Literal.number(1))
         return {int(d): int(n) for d, n in self.con.sql(DUCKDB.render(q)).fetchall()}
 
-    def _run(self, fn: Callable[..., list[Staged]], *args: object) -> Future[list[Staged]]:
+    def _run(self, fn: Callable[..., None], *args: object) -> Future[None]:
         """``fn(*args)`` on the writer thread if there is one, else here and now."""
         if self.writer is not None:
             return self.writer.submit(fn, *args)
-        done: Future[list[Staged]] = Future()
-        done.set_result(fn(*args))
+        fn(*args)
+        done: Future[None] = Future()
+        done.set_result(None)
         return done
 
-    def _stage_tiles(self, hop: int, table: pa.Table, a: int, b: int,
-                     out: ViewBackfill) -> list[Staged]:
+    def _stage_tiles(self, hop: int, table: pa.Table, a: int, b: int, out: ViewBackfill,
+                     into: list[Staged]) -> None:
         table = table.cast(tile_schema(self.plan, hop))
-        return self._stage(hop, table, _int64(table.column(TILE_START)), a, b, out, set())
+        self._stage(hop, table, _int64(table.column(TILE_START)), a, b, out, set(), into)
 
-    def _stage_rows(self, hop: None, table: pa.Table, a: int, b: int,
-                    out: ViewBackfill) -> list[Staged]:
+    def _stage_rows(self, hop: None, table: pa.Table, a: int, b: int, out: ViewBackfill,
+                    into: list[Staged]) -> None:
         table = _rows_table(table, self.plan)
         ms = _int64(table.column(TS))
         dups = _duplicate_days(table, ms, [TS, *self.plan.key_names])
-        return self._stage(None, table, ms, a, b, out, dups)
+        self._stage(None, table, ms, a, b, out, dups, into)
 
     def _rows_query(self) -> exp.Select:
         """Projection rows by ``_ts`` then keys (so equal (keys, ``_ts``) are adjacent),
@@ -280,21 +290,20 @@ class _ViewJob:
         return exp.select(*cols).from_(rows.subquery("r")).order_by(*order)
 
     def _stage(self, hop: int | None, table: pa.Table, ms: np.ndarray, a: int, b: int,
-               out: ViewBackfill, duplicate_days: set[int]) -> list[Staged]:
-        """Stage one partition per day of [a, b) that has data (``table`` sorted by ``ms``)
-        or already exists (replaced by an empty one); days without either stay absent
-        (coverage says they are empty)."""
+               out: ViewBackfill, duplicate_days: set[int], into: list[Staged]) -> None:
+        """Stage (into ``into``) one partition per day of [a, b) that has data (``table``
+        sorted by ``ms``) or already exists (replaced by an empty one); days without either
+        stay absent (coverage says they are empty)."""
         day_of = np.floor_divide(ms, DAY)
         first, last = a // DAY, -(-b // DAY)
         days = {int(d) for d in day_of[np.r_[True, day_of[1:] != day_of[:-1]]]} if len(ms) else set()
         base = self.store.kind_dir(self.plan, hop)
         if base.is_dir():
             days |= {day_of_name(d.name.removeprefix("date=")) for d in base.glob("date=*")}
-        staged = []
         for day in sorted(d for d in days if first <= d < last):
             lo, hi = np.searchsorted(day_of, [day, day + 1])
             part = table.slice(int(lo), int(hi - lo))
-            staged.append(self.store.stage_partition(
+            into.append(self.store.stage_partition(
                 self.plan, hop, day, part, day * DAY, min((day + 1) * DAY, b),
                 unique_key_ts=day not in duplicate_days))
             out.partitions += 1
@@ -302,7 +311,6 @@ class _ViewJob:
                 out.rows_written += part.num_rows
             else:
                 out.tiles_written += part.num_rows
-        return staged
 
 
 def _slice() -> exp.Select:

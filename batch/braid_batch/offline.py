@@ -223,6 +223,13 @@ class OfflineStore:
                 (m.directory / stale).unlink(missing_ok=True)
         return manifests
 
+    @staticmethod
+    def discard(staged: Sequence[Staged]) -> None:
+        """Delete the files of staged partitions that will not be published."""
+        for s in staged:
+            if s.name:
+                (s.directory / f".tmp-{s.name}").unlink(missing_ok=True)
+
     # ------------------------------------------------------------------ manifests
 
     @staticmethod
