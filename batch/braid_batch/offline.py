@@ -309,7 +309,7 @@ class OfflineStore:
         if not paths:
             big = cast_type(DType.INT64)
             return _empty_select([*keys, (TS, big), (CT, big.copy()), *projections])
-        def ms(name: str) -> exp.Expression:
+        def ms(name: str) -> exp.Expr:
             return exp.alias_(exp.Anonymous(this="epoch_ms", expressions=[col(name)]), name,
                               quoted=True)
         sel = exp.select(*[col(k) for k, _ in keys], ms(TS), ms(CT),

@@ -69,7 +69,7 @@ class SourceInfo:
                 return lit(ms)
         else:
             return None
-        conds = []
+        conds: list[exp.Expression] = []
         if start is not None:  # one ms of slack: sub-ms times round toward zero
             conds.append(exp.GTE(this=col(name), expression=bound(start - 1)))
         if end is not None:
