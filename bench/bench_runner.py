@@ -5,13 +5,16 @@ Two setups: the local log + SQLite, and confluent-kafka (a private Tansu, or
 BRAID_KAFKA_BOOTSTRAP) + a private appendonly redis-server. For each: events/s of
 ``stream run --once`` over ``n`` pushed JSON events (3 views: two windowed aggregations over
 two hops, one projection) vs. the raw poll rate of the same log in the same run; then
-freshness (commit time - event time) p50/p99 at a steady ``rate`` events/s. Not a test.
+freshness (commit time - event time) p50/p99 at a steady ``rate`` events/s pushed by a
+producer process (``--inproc-push``: a thread of the runner process). Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
+import queue
 import random
 import sys
 import tempfile
@@ -62,16 +65,13 @@ def throughput(root: Path, n: int) -> tuple[float, float]:
     return rate, raw
 
 
-def freshness(root: Path, rate: int, seconds: float) -> tuple[float, float, float]:
-    """p50, p99 of commit - event time (ms) at a steady push rate, and the achieved rate."""
-    fs = FeatureStore(root)
-    runner = fs.stream_runner(max_batch=50_000, max_wait_ms=50)
-    runner.start()
-    thread = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
-    thread.start()
+def _push_steady(root: str, rate: int, seconds: float, out: Any) -> None:
+    """Push events stamped with the current time at ``rate`` events/s through one producer;
+    puts (pushed, achieved rate) on ``out``."""
     from braid_streaming.push import push
     from braid_streaming.runner import source_key_fields
 
+    fs = FeatureStore(Path(root))
     rnd = random.Random(2)
     source, keys = fs.repo.sources["txns"], source_key_fields(fs.repo, "txns")
     log = open_log(fs.config.kafka, fs.config.root)  # one producer for the whole run
@@ -86,6 +86,31 @@ def freshness(root: Path, rate: int, seconds: float) -> tuple[float, float, floa
             time.sleep(sleep)
     achieved = pushed / (time.perf_counter() - start)
     log.close()
+    out.put((pushed, achieved))
+
+
+def freshness(root: Path, rate: int, seconds: float, inproc: bool = False
+              ) -> tuple[float, float, float]:
+    """p50, p99 of commit - event time (ms) at a steady push rate, and the achieved rate.
+
+    The producer runs in its own process (as producers do), so it does not share the
+    runner's GIL; ``inproc`` pushes from a thread of the runner's process instead."""
+    fs = FeatureStore(root)
+    runner = fs.stream_runner(max_batch=50_000, max_wait_ms=50)
+    runner.start()
+    thread = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
+    thread.start()
+    if inproc:
+        box: queue.Queue[tuple[int, float]] = queue.Queue()
+        _push_steady(str(root), rate, seconds, box)
+    else:
+        ctx = mp.get_context("spawn")
+        box = ctx.Queue()  # type: ignore[assignment]
+        proc = ctx.Process(target=_push_steady, args=(str(root), rate, seconds, box))
+        proc.start()
+    pushed, achieved = box.get(timeout=seconds + 120)
+    if not inproc:
+        proc.join(60)
     time.sleep(1.0)
     runner.stop()
     thread.join(60)
@@ -107,12 +132,15 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--skip-kafka", action="store_true")
+    ap.add_argument("--inproc-push", action="store_true",
+                    help="push from a thread of the runner's process (shares its GIL)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         local = make_stream_repo(Path(tmp) / "local")
         rate, raw = throughput(local, args.n)
         fresh_root = make_stream_repo(Path(tmp) / "local_fresh")
-        report("local log + SQLite", rate, raw, freshness(fresh_root, args.rate, args.seconds))
+        report("local log + SQLite", rate, raw,
+               freshness(fresh_root, args.rate, args.seconds, args.inproc_push))
         if not args.skip_kafka:
             kafka_redis(Path(tmp), args)
 
@@ -137,7 +165,7 @@ def kafka_redis(tmp: Path, args: argparse.Namespace) -> None:
                                       {"type": "redis", "url": redis.url[:-1] + "1"},
                                       bootstrap=bootstrap, topic=unique_topic("bench"))
         report("confluent (Tansu) + Redis", rate, raw,
-               freshness(fresh_root, args.rate, args.seconds))
+               freshness(fresh_root, args.rate, args.seconds, args.inproc_push))
     finally:
         redis.stop()
         if broker is not None:

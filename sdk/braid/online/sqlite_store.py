@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from braid.algebra import MISSING_CREATED, merge
 from braid.online.base import (
@@ -143,8 +144,13 @@ class SqliteOnlineStore(OnlineStore):
         if table.num_rows == 0 or not plan.projections:
             return 0
         b = prepare_rows(plan, table)
-        if len(set(b.keys)) != len(b.keys):
-            return self._write_rows_each(plan, b)
+        if len(set(b.keys)) != len(b.keys):  # keys named twice: those rows one by one
+            seen: dict[str, int] = {}
+            for k in b.keys:
+                seen[k] = seen.get(k, 0) + 1
+            twice = pa.array([seen[k] > 1 for k in b.keys], pa.bool_())
+            once = self.write_rows(plan, table.filter(pc.invert(twice)))
+            return once + self._write_rows_each(plan, prepare_rows(plan, table.filter(twice)))
         ts, ct = b.ts.to_pylist(), b.ct.to_pylist()
         vals = [v.cast(pa.binary()).to_pylist() for v in b.values]
         with self._tx() as con:
