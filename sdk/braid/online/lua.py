@@ -346,8 +346,10 @@ return written
 """
 
 #: KEYS: one hash per entity. ARGV: pexpire ms, hop, prune span, guard field ('' = none), seq,
-#: then per key: n and n triples (field, the value the client merged from: '' = absent,
-#: otherwise '=' .. value, the merged value). The client merged the deltas (the same
+#: then per key: n, a prune flag ('1': some tile is new; '0': every tile exists, so the key's
+#: newest tile does not move and pruning, done at every earlier write, has nothing to do) and
+#: n triples (field, the value the client merged from: '' = absent, otherwise '=' .. value,
+#: the merged value). The client merged the deltas (the same
 #: algebra as MERGE_TILES); this script applies a call only if every field still holds the
 #: value it was merged from, checked for every key before anything is written, so the call is
 #: atomic like MERGE_TILES. Returns the keys applied, or -1 (nothing written) when a field
@@ -358,26 +360,22 @@ local gfield, seq = ARGV[4], ARGV[5]
 local at, todo = 6, {}
 for _, key in ipairs(KEYS) do
   local n = tonumber(ARGV[at])
-  local skip = false
-  if gfield ~= '' then
-    local cur = redis.call('HGET', key, gfield)
-    skip = cur and icmp(seq, cur) <= 0
-  end
-  if not skip then
-    local fields = {}
-    for j = 1, n do fields[j] = ARGV[at + 3 * j - 2] end
-    local cur = redis.call('HMGET', key, unpack(fields))
+  local fields = {}
+  for j = 1, n do fields[j] = ARGV[at + 1 + 3 * j - 2] end
+  if gfield ~= '' then fields[n + 1] = gfield end
+  local cur = redis.call('HMGET', key, unpack(fields))
+  if not (gfield ~= '' and cur[n + 1] and icmp(seq, cur[n + 1]) <= 0) then
     for j = 1, n do
-      local want, got = ARGV[at + 3 * j - 1], cur[j]
+      local want, got = ARGV[at + 1 + 3 * j - 1], cur[j]
       if want == '' then
         if got then return -1 end
       elseif (not got) or got ~= want:sub(2) then
         return -1
       end
     end
-    todo[#todo + 1] = {key, at, n}
+    todo[#todo + 1] = {key, at + 1, n, ARGV[at + 1] == '1'}
   end
-  at = at + 1 + 3 * n
+  at = at + 2 + 3 * n
 end
 for _, t in ipairs(todo) do
   local key, a, n = t[1], t[2], t[3]
@@ -388,7 +386,7 @@ for _, t in ipairs(todo) do
   end
   if gfield ~= '' then sets[#sets + 1] = gfield; sets[#sets + 1] = seq end
   redis.call('HSET', key, unpack(sets))
-  prune(key, hop, span)
+  if t[4] then prune(key, hop, span) end
   expire(key, pexp)
 end
 return #todo

@@ -139,6 +139,7 @@ class RedisOnlineStore(OnlineStore):
             args = list(head)
             for _, idx in groups[lo:lo + KEYS_PER_CALL]:
                 args.append(str(len(idx)))
+                args.append("1" if any(old[i] is None for i in idx) else "0")
                 for i in idx:
                     was = old[i]
                     args += [fields[i], b"" if was is None else b"=" + was, values[i]]
