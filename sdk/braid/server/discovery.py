@@ -8,7 +8,8 @@ Every answer is built from the registry (what ``braid apply`` stored), so the pa
 * ``GET /api/views/{name}``: ``registry.describe`` plus ``freshness`` and ``statistics``.
 * ``GET /api/services/{name}``: a service's features (with dtype and scaler), logging.
 * ``GET /api/lineage/{name}``: nodes and edges around an object, with layout columns.
-* ``GET /api/freshness``: freshness of every view.
+* ``GET /api/freshness``: freshness of every view (``stream``: engine, lag, last event time,
+  dead letters; see :mod:`braid_streaming.freshness`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from braid.server.errors import NotFoundError
 if TYPE_CHECKING:
     from braid.registry import DefinitionRecord
     from braid.store import FeatureStore
+    from braid_streaming.freshness import FreshnessCache
 
 #: Which kind a bare name resolves to first (as ``braid describe`` does).
 LOOKUP_ORDER = ("view", "service", "source", "entity", "label", "training_set")
@@ -85,9 +87,12 @@ def discovery_router(fs: FeatureStore) -> APIRouter:
 
     @router.get("/freshness")
     def all_freshness() -> dict[str, Any]:
-        """Freshness of every live view."""
-        return {r.name: freshness(fs, fs.describe(r.name))
-                for r in fs.registry.list_objects(project, "view")}
+        """Freshness of every live view (one read of the log and dead letters for all)."""
+        from braid_streaming.freshness import FreshnessCache
+
+        with FreshnessCache(fs) as cache:
+            return {r.name: freshness(fs, fs.describe(r.name), cache)
+                    for r in fs.registry.list_objects(project, "view")}
 
     return router
 
@@ -109,13 +114,18 @@ def _find(fs: FeatureStore, name: str, kind: str) -> DefinitionRecord:
                         f"{close_matches(name, names)}")
 
 
-def freshness(fs: FeatureStore, info: dict[str, Any]) -> dict[str, Any]:
+def freshness(fs: FeatureStore, info: dict[str, Any],
+              cache: FreshnessCache | None = None) -> dict[str, Any]:
     """Freshness of a described view's serving namespace.
 
     ``backfilled`` ranges and their overall ``coverage``, the ownership ``cutoffs`` per hop
-    (batch below, stream at or above), the ``materialized`` point and its age. ``stream``
-    (consumer offsets and lag) stays empty until the streaming side records them.
+    (batch below, stream at or above), the ``materialized`` point and its age. ``stream`` is
+    :func:`braid_streaming.freshness.stream_freshness` for a view reading a stream (engine,
+    offsets and lag per partition, last streamed event time, dead letters by reason) and
+    ``{}`` for a view reading a batch source.
     """
+    from braid_streaming.freshness import stream_freshness
+
     ns = info.get("serving_namespace") or info.get("namespace")
     ranges = [list(r) for r in (info.get("backfilled") or {}).get(ns, [])]
     materialized = (info.get("materialized") or {}).get(ns)
@@ -128,7 +138,7 @@ def freshness(fs: FeatureStore, info: dict[str, Any]) -> dict[str, Any]:
         "cutoffs": {str(h): c for h, c in sorted(cutoffs.items())},
         "materialized": materialized,
         "materialized_age_ms": None if materialized is None else now - materialized,
-        "stream": {},
+        "stream": stream_freshness(fs, info["name"], cache),
     }
 
 
