@@ -186,3 +186,50 @@ def test_batch_view_has_no_stream_section(tmp_path: Path) -> None:
     fs = FeatureStore(make_repo(tmp_path / "repo", {"type": "sqlite", "path": "data/online.db"}))
     fs.apply()
     assert stream_freshness(fs, "user_txn") == {}
+
+
+def test_web_page_shows_stream_freshness(repo: Path) -> None:
+    """The view page's freshness card in headless Chromium against `braid serve`."""
+    import subprocess
+
+    from tests.conftest import free_port, wait_for_port
+
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("/usr/bin/chromium missing: apt-get install -y chromium")
+    api = pytest.importorskip("playwright.sync_api")
+    t0 = base_time()
+    evs = events(t0, n=30)
+    fs = FeatureStore(repo)
+    fs.push("txns", evs)
+    fs.push("txns", [late_event(t0)])
+    produce_bad(fs, bad_records(t0)[:1])
+    run_once(repo)
+    fs.push("txns", events(t0 + 3_600_000, n=4, seed=3))  # 5 records waiting
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", "from braid.cli import main; main()",
+                             "--repo", str(repo), "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    errors: list[str] = []
+    try:
+        wait_for_port(port, timeout=30)
+        with api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+            page = browser.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"http://127.0.0.1:{port}/#/view/user_txn")
+            page.wait_for_selector("#freshness:has-text('stream engine')")
+            text = page.text_content("#freshness") or ""
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+    assert not errors, errors
+    group = stream_freshness(fs, "user_txn")["runner_group"]
+    assert f"stream engineembedded runner (group {group}, 1 instance)" in text
+    newest = from_epoch_ms(max(e["ts"] for e in evs)).isoformat(sep=" ", timespec="milliseconds")
+    newest = newest.replace("+00:00", "Z").replace(".000Z", "Z")  # as the page's fmtTime
+    assert f"last streamed event{newest} (" in text
+    assert "ownership cutoffhop 10m: -inf (the stream owns every tile)" in text
+    assert "stream lag5 records (txns: p0 " in text
+    assert "dead letters2 (late: 1, malformed_json: 1)" in text

@@ -195,17 +195,48 @@ function versions(list) {
                      v.content_hash.slice(0, 12), v.plan_hash || "-"]));
 }
 
+// braid_streaming.runner.STREAM_OWNS_ALL (-2**50) plus a day of tile rounding.
+const STREAM_OWNS_ALL = -(2 ** 50) + 864e5;
+
 function freshnessSection(f) {
   const cov = f.backfilled.length
     ? f.backfilled.map(([a, b]) => `${fmtTime(a)} .. ${fmtTime(b)}`).join(", ") : "none";
-  const cut = Object.entries(f.cutoffs).map(([hop, c]) => `hop ${fmtDur(Number(hop))}: ${fmtTime(c)}`);
+  const cut = Object.entries(f.cutoffs).map(([hop, c]) => `hop ${fmtDur(Number(hop))}: ` +
+    (c <= STREAM_OWNS_ALL ? "-inf (the stream owns every tile)" : fmtTime(c)));
   const age = f.materialized_age_ms === null ? "" : ` (${fmtAge(f.materialized_age_ms)} ago)`;
   return h("div", {class: "card", id: "freshness"}, facts([
     ["namespace", f.namespace || "-"], ["backfilled", cov],
     ["ownership cutoff", cut.length ? cut.join("; ") : "none (batch owns every tile)"],
     ["materialized until", fmtTime(f.materialized) + age],
-    ["stream", Object.keys(f.stream || {}).length ? JSON.stringify(f.stream) : "no streaming state recorded"],
+    ...streamFacts(f.stream || {}),
   ]));
+}
+
+const ENGINES = {embedded: "embedded runner", flink: "Flink (online writer)"};
+
+// The stream side of freshness (braid_streaming.freshness): engine, last event, lag, DLQ.
+function streamFacts(s) {
+  if (!Object.keys(s).length) return [["stream", "batch source (no stream)"]];
+  const engine = s.engine ? `${ENGINES[s.engine] || s.engine}` +
+    (s.runner_group ? ` (group ${s.runner_group}, ${s.instances.length} instance` +
+                      `${s.instances.length === 1 ? "" : "s"})` : "")
+    : "none (nothing streamed yet)";
+  const last = s.last_event_ms === null ? "-"
+    : fmtTime(s.last_event_ms) + ` (${fmtAge(s.last_event_age_ms)} ago)`;
+  const parts = Object.entries(s.partitions).map(([p, v]) =>
+    `p${p} ${v.committed === null ? "-" : v.committed}/${v.end === null ? "-" : v.end}`);
+  const lag = (s.lag === null ? "-" : `${s.lag} record${s.lag === 1 ? "" : "s"}`) +
+    (parts.length ? ` (${s.offsets_topic}: ${parts.join(", ")})` : "");
+  const dl = s.dead_letters || {};
+  const reasons = Object.entries(dl.by_reason || {}).map(([r, n]) => `${r}: ${n}`);
+  const letters = dl.total ? `${dl.total} (${reasons.join(", ")})` : "0";
+  return [
+    ["stream engine", engine],
+    ["last streamed event", last],
+    ["stream lag", lag],
+    ["dead letters", letters + (dl.capped ? ` (first ${dl.scanned} letters read)` : "")],
+    ...(s.errors && s.errors.length ? [["stream errors", s.errors.join("; ")]] : []),
+  ];
 }
 
 async function viewPage(name) {
