@@ -14,7 +14,7 @@ Semantics at ``t = now``:
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from itertools import compress
@@ -96,8 +96,94 @@ class _Agg:
         self.first = self.spec.finalize == Finalize.FIRST
         self.empty_value = self.spec.empty_value(self.input_type)
         self.empty = self.default if self.empty_value is None else self.empty_value
+        self.fast_fold: Callable[[list[Any], int, int, int, bool], Any] = self._fast_generic
+        if self.kind == _SUM and self.first and self.floats == (False,):
+            self.fast_fold = self._fast_sum_int
+        elif self.kind == _SUM and self.first and self.floats == (True,):
+            self.fast_fold = self._fast_sum_float
+        elif self.kind == _SUM and self.floats == (True, False):
+            self.fast_fold = self._fast_mean
+        elif self.kind in (_MIN, _MAX) and self.first and len(self.floats) == 1:
+            self.fast_fold = self._fast_min_max
+        elif self.kind == _CHAN and self.floats == (False, True, True):
+            self.fast_fold = self._fast_chan
 
-    def fast_fold(self, vals: list[Any], lo: int, hi: int, width: int, nulls: bool) -> Any:
+    # The fast folds below read the window's fields already parsed as JSON: ``vals[lo:hi]``,
+    # ``width`` fields per tile, ``None`` for an empty field when ``nulls``; an int may stand
+    # for a float field. They return the finalized value (``None``: the default applies).
+
+    def _present(self, vals: list[Any], at: int, hi: int, width: int) -> list[Any]:
+        return [v for v in vals[at:hi:width] if v is not None]
+
+    def _fast_sum_int(self, vals: list[Any], lo: int, hi: int, width: int, nulls: bool) -> Any:
+        at = lo + self.lo
+        col = self._present(vals, at, hi, width) if nulls else vals[at:hi:width]
+        total = sum(col)
+        if type(total) is not int or not -(2**63) <= total <= INT64_MAX:
+            raise OverflowError64(f"{self.spec.function} over the window overflowed int64 "
+                                  f"({total})")
+        return total if col else self.empty_value
+
+    def _fast_sum_float(self, vals: list[Any], lo: int, hi: int, width: int,
+                        nulls: bool) -> Any:
+        at = lo + self.lo
+        it = iter(self._present(vals, at, hi, width) if nulls else vals[at:hi:width])
+        first = next(it, None)
+        if first is None:
+            return self.empty_value
+        return _left_sum(it, float(first))  # float + int converts the int as float() does
+
+    def _fast_mean(self, vals: list[Any], lo: int, hi: int, width: int, nulls: bool) -> Any:
+        at = lo + self.lo
+        it: Iterator[Any]
+        if nulls:
+            mask = [v is not None for v in vals[at:hi:width]]
+            it = compress(vals[at:hi:width], mask)
+            counts = list(compress(vals[at + 1:hi:width], mask))
+        else:
+            it = iter(vals[at:hi:width])
+            counts = vals[at + 1:hi:width]
+        first = next(it, None)
+        if first is None:
+            return self.empty_value
+        state = (_left_sum(it, float(first)), sum(counts))
+        return finalize(self.spec, _checked(state, self.spec), self.input_type)
+
+    def _fast_min_max(self, vals: list[Any], lo: int, hi: int, width: int, nulls: bool) -> Any:
+        at = lo + self.lo
+        col = self._present(vals, at, hi, width) if nulls else vals[at:hi:width]
+        if not col:
+            return self.empty_value
+        v = max(col) if self.kind == _MAX else min(col)
+        return float(v) if self.floats[0] else v
+
+    def _fast_chan(self, vals: list[Any], lo: int, hi: int, width: int, nulls: bool) -> Any:
+        at = lo + self.lo
+        if nulls:
+            mask = [v is not None for v in vals[at:hi:width]]
+            tiles = zip(compress(vals[at:hi:width], mask), compress(vals[at + 1:hi:width], mask),
+                        compress(vals[at + 2:hi:width], mask), strict=True)
+        else:
+            tiles = zip(vals[at:hi:width], vals[at + 1:hi:width], vals[at + 2:hi:width],
+                        strict=True)
+        head = next(tiles, None)
+        if head is None:
+            return self.empty_value
+        n, mean, m2 = head[0], float(head[1]), float(head[2])
+        # algebra.chan, inlined; mean and m2 are floats, so an int mb or m2b (a JSON integer)
+        # is converted exactly as float() would
+        for nb, mb, m2b in tiles:
+            total = n + nb
+            if total == 0:
+                n, mean, m2 = 0, 0.0, 0.0
+                continue
+            delta = mb - mean
+            mean = mean + delta * nb / total
+            m2 = m2 + m2b + delta * delta * n * nb / total
+            n = total
+        return finalize(self.spec, (n, mean, m2), self.input_type)
+
+    def _fast_generic(self, vals: list[Any], lo: int, hi: int, width: int, nulls: bool) -> Any:
         """The finalized value of the window whose tiles' fields are ``vals[lo:hi]``, ``width``
         per tile, parsed by JSON (an int may stand for a float field; ``None`` for an empty
         field when ``nulls``). The folds of :meth:`fold`, in the same order.
@@ -532,13 +618,14 @@ def _fold_hop_fast(hop: _Hop, rows: list[list[bytes | None]], n: int, at: int, n
                     values[agg.slot] = [agg.empty]
         else:
             hits = [f != last for f, last in zip(firsts, lasts)]  # noqa: B905 (firsts: n+1)
+            spans = [(i, f * width, last * width)
+                     for i, (f, last) in enumerate(zip(firsts, lasts)) if f != last]  # noqa: B905
             for agg in aggs:
                 col = [agg.empty] * n
                 fold, default = agg.fast_fold, agg.default
-                for i, hit in enumerate(hits):
-                    if hit:
-                        v = fold(vals, firsts[i] * width, lasts[i] * width, width, nulls)
-                        col[i] = default if v is None else v
+                for i, lo, hi in spans:
+                    v = fold(vals, lo, hi, width, nulls)
+                    col[i] = default if v is None else v
                 values[agg.slot] = col
         prov: Provenance = (hits, True, now_ms)
         for agg in aggs:
