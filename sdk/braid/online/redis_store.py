@@ -38,6 +38,9 @@ from braid.online.lua import (
 from braid.online.tilemerge import merge_tile_values
 from braid.plan import ViewPlan
 
+_ONE = "1"
+_NEW = {True: "1", False: "0"}  # MERGE_WRITE's prune flag: some tile of the key is new
+
 #: Keys per script call, and script calls per pipelined round trip.
 KEYS_PER_CALL = 1000
 CALLS_PER_PIPELINE = 8
@@ -135,14 +138,18 @@ class RedisOnlineStore(OnlineStore):
                                    str(guard.seq) if guard else ""]
         calls: list[tuple[list[str], list[str | bytes]]] = []
         groups = list(rows.items())
+        was = [b"" if v is None else b"=" + v for v in old]
+        triples = [(f, w, v) for f, w, v in zip(fields, was, values, strict=True)]
         for lo in range(0, len(groups), KEYS_PER_CALL):
             args = list(head)
             for _, idx in groups[lo:lo + KEYS_PER_CALL]:
-                args.append(str(len(idx)))
-                args.append("1" if any(old[i] is None for i in idx) else "0")
+                if len(idx) == 1:
+                    i = idx[0]
+                    args += [_ONE, _NEW[old[i] is None], *triples[i]]
+                    continue
+                args += [str(len(idx)), _NEW[any(old[i] is None for i in idx)]]
                 for i in idx:
-                    was = old[i]
-                    args += [fields[i], b"" if was is None else b"=" + was, values[i]]
+                    args += triples[i]
             calls.append(([k for k, _ in groups[lo:lo + KEYS_PER_CALL]], args))
         applied, redo = 0, []
         for (call_keys, _), n in zip(calls, self._run(self._merge_write, calls), strict=True):
@@ -172,16 +179,18 @@ class RedisOnlineStore(OnlineStore):
             replies = pipe.execute()
         except self._redis.RedisError as e:
             raise StoreError(f"redis read failed on {self.url}: {e}") from e
-        flat = iter([v for reply in replies for v in reply])
+        flat = [v for reply in replies for v in reply]
         todo = []
+        at, g = 0, 1 if guard else 0
         for key, idx in groups:
-            seq = next(flat) if guard else None
-            values = [next(flat) for _ in idx]
-            if guard and seq is not None and int(seq) >= guard.seq:
+            if guard and flat[at] is not None and int(flat[at]) >= guard.seq:
+                at += g + len(idx)
                 continue
             todo.append(key)
-            for i, value in zip(idx, values, strict=True):
-                old[i] = value
+            at += g
+            for i in idx:
+                old[i] = flat[at]
+                at += 1
         return todo
 
     def _merge_in_lua(self, plan: ViewPlan, hop: int, table: pa.Table,
