@@ -170,7 +170,9 @@ def compare(name: str, iters: int, raw: Callable[[], object],
             fn()
             acc.append(time.perf_counter() - t)
     r, b = statistics.median(rt) * 1e3, statistics.median(bt) * 1e3
-    print(f"{name:<40} raw p50 {r:7.3f} ms   braid p50 {b:7.3f} ms   ratio {b / r:5.2f}x")
+    paired = statistics.median(y / x for x, y in zip(rt, bt, strict=True))
+    print(f"{name:<40} raw p50 {r:7.3f} ms   braid p50 {b:7.3f} ms   ratio {b / r:5.2f}x"
+          f"   median paired ratio {paired:5.2f}x")
 
 
 def main() -> None:

@@ -306,8 +306,8 @@ class _Hop:
     codec: TileCodec
     aggs: list[_Agg] = field(default_factory=list)
     span: int = 0  # tile fields requested: the longest window's tile count
-    cached_k: int | None = None
-    cached_fields: list[str] = field(default_factory=list)
+    # (k, fields) in one tuple: readers on other threads see a consistent pair
+    cached: tuple[int | None, list[str]] = (None, [])
     width: int = 0
     fast: bool = False  # every field numeric: tile values parse as one JSON array
     short: tuple[int, ...] = ()  # tile counts of windows shorter than span
@@ -322,11 +322,12 @@ class _Hop:
 
     def fields(self, now_ms: int) -> list[str]:
         k = now_ms // self.hop
-        if k != self.cached_k:
+        cached_k, fields = self.cached
+        if k != cached_k:
             h = self.hop
-            self.cached_fields = [f"{h}:{j * h}" for j in range(k - self.span + 1, k + 1)]
-            self.cached_k = k
-        return self.cached_fields
+            fields = [f"{h}:{j * h}" for j in range(k - self.span + 1, k + 1)]
+            self.cached = (k, fields)
+        return fields
 
 
 @dataclass
@@ -338,20 +339,21 @@ class _View:
     proj_fields: list[str] = field(default_factory=list)
     hops: dict[int, _Hop] = field(default_factory=dict)
     grain: int = 0  # gcd of the hops: every hop's k(now) is a function of now // grain
-    cached_k: int | None = None
-    cached_fields: list[str] = field(default_factory=list)
+    # (k, fields) in one tuple: readers on other threads see a consistent pair
+    cached: tuple[int | None, list[str]] = (None, [])
 
     def fields(self, now_ms: int) -> list[str]:
         """The fields to read at ``now_ms`` (rebuilt only when a tile boundary is crossed)."""
         if not self.hops:
             return self.proj_fields
         k = now_ms // self.grain
-        if k != self.cached_k:
-            out = list(self.proj_fields)
+        cached_k, fields = self.cached
+        if k != cached_k:
+            fields = list(self.proj_fields)
             for h in self.hops.values():
-                out += h.fields(now_ms)
-            self.cached_fields, self.cached_k = out, k
-        return self.cached_fields
+                fields += h.fields(now_ms)
+            self.cached = (k, fields)
+        return fields
 
 
 class OnlineReader:
