@@ -43,6 +43,10 @@ class ViewApplied:
     keys: int = 0
     rows: int = 0
     newest_ts: int | None = None
+    #: Every projection row of the batch (not only each key's latest): ``_ts`` and the
+    #: projections, for stream statistics (:func:`braid.stats.stream.stats_delta`). None when
+    #: the view has no hop or no numeric projection (no stream statistics to keep).
+    projection_rows: pa.Table | None = None
 
 
 def guard_runner(runner_id: str, hop: int) -> str:
@@ -91,6 +95,7 @@ class _ViewSql:
     stats: str
     tiles: dict[int, str]
     rows: str
+    all_rows: str
 
 
 _SQL_CACHE: dict[tuple[object, ...], _ViewSql] = {}
@@ -112,7 +117,9 @@ def _compiled(plan: ViewPlan, cutoffs: dict[int, int], chunk_keys: int) -> _View
                             .from_(events.subquery("s"))),
         tiles={h: DUCKDB.render(_chunked_tiles(compiler, events, h, cutoffs[h], chunk_keys))
                for h in plan.hops},
-        rows=DUCKDB.render(_latest_rows(compiler, events)) if plan.projections else "")
+        rows=DUCKDB.render(_latest_rows(compiler, events)) if plan.projections else "",
+        all_rows=(DUCKDB.render(compiler.rows_query(events)) if plan.hops and any(
+            p.dtype.is_numeric for p in plan.projections) else ""))
     if len(_SQL_CACHE) >= 256:
         _SQL_CACHE.clear()
     _SQL_CACHE[cache_key] = out
@@ -156,6 +163,8 @@ def apply_view(con: duckdb.DuckDBPyConnection, store: OnlineStore, plan: ViewPla
                 done.rows += store.write_rows(plan, rows.slice(lo, chunk_keys))
                 if hook:
                     hook(plan.name, None, i)
+        if sql.all_rows:
+            done.projection_rows = con.sql(sql.all_rows).to_arrow_table()
     finally:
         con.unregister(BATCH_RELATION)
     return done

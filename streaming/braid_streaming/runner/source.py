@@ -29,12 +29,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from braid.duck import connect
 from braid.errors import StoreError
 from braid.online import OnlineStore
 from braid.online.encoding import key_prefix
 from braid.plan import ViewPlan
 from braid.registry import Registry
+from braid.stats.stream import apply_stream_delta, stats_delta
 from braid.timeutil import tile_start
 from braid_streaming.ingest import Decoder, IngestResult, dlq_topic
 from braid_streaming.log.base import Log, LogUnavailableError, Record
@@ -244,10 +248,29 @@ class SourceRunner:
             if done.newest_ts is not None:
                 old = self.metrics.newest_ts.get(plan.name)
                 self.metrics.newest_ts[plan.name] = max(done.newest_ts, old or done.newest_ts)
+            self._apply_stats(plan, done.projection_rows, intent)
         new = self.state.committed(intent, result.max_ts)
         self.meta.set(self.state_key, new.dumps())
         self.state = new
         self._record_owner()
+
+    def _apply_stats(self, plan: ViewPlan, rows: pa.Table | None, intent: Intent) -> None:
+        """Running statistics of the batch's owned projection rows (DESIGN §9), before the
+        commit: the offset-range guard in each chunk snapshot makes a replay a no-op.
+
+        A projection-only view (no hop, so no cutoff) is skipped: its ownership boundary is
+        undefined, and the batch pass over the archive counts its rows."""
+        cutoffs = intent.cutoffs.get(plan.namespace, {})
+        cutoff = min((cutoffs[h] for h in plan.hops if h in cutoffs), default=None)
+        if rows is None or cutoff is None:
+            return
+        ts = rows.column("_ts")
+        if pa.types.is_timestamp(ts.type):
+            ts = pc.cast(ts, pa.int64())
+        owned = rows.filter(pc.greater_equal(ts, cutoff))  # DESIGN §6.4: batch counts ts < C
+        delta = stats_delta(plan, owned)
+        if delta:
+            apply_stream_delta(self.registry, plan, delta, intent.ranges, cutoff=cutoff)
 
     def _record_owner(self) -> None:
         """Note in the registry that this instance has written its namespaces (once)."""
