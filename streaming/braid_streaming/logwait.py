@@ -147,7 +147,13 @@ class LogWaitJoin:
             self.on_row(row)
 
     def _prune(self) -> None:
-        if self.time is None or self.stats["labels"] % 10_000:
+        if self.stats["labels"] % 10_000 == 0:
+            self.prune()
+
+    def prune(self) -> None:
+        """Drop labels and seen request ids older than maturity + retention before the
+        label-log time (done every 10,000 labels, and before state is saved)."""
+        if self.time is None:
             return
         horizon = self.time - self.label.maturity - (self.retention or self.label.maturity)
         for key in list(self._labels):
