@@ -54,7 +54,6 @@ class ConfluentLog(KafkaLogBase):
         self._scanner: Consumer | None = None
         self._admin = AdminClient(dict(self._base))
         self._errors: list[str] = []
-        self._assigned: dict[str, dict[int, int]] = {}
 
     # ------------------------------------------------------------------ clients
     def _prod(self) -> Producer:
@@ -148,17 +147,8 @@ class ConfluentLog(KafkaLogBase):
         self._cons().assign([TopicPartition(t, p, off) for t, parts in self._assigned.items()
                              for p, off in parts.items()])
 
-    def position(self, topic: str) -> dict[int, int]:
-        return dict(self._assigned.get(topic, {}))
-
-    def poll(self, max_records: int = 10_000, timeout: float = 1.0) -> list[Record]:
-        if not self._assigned:
-            time.sleep(timeout)
-            return []
-        out = _drain(self._cons(), max_records, timeout)
-        for r in out:
-            self._assigned[r.topic][r.partition] = r.offset + 1
-        return out
+    def _fetch(self, max_records: int, timeout: float) -> list[Record]:
+        return _drain(self._cons(), max_records, timeout)
 
     # ------------------------------------------------------------------ primitives
     def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:

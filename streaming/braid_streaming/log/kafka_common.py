@@ -43,8 +43,14 @@ class KafkaLogBase(Log):
         super().__init__()
         self.bootstrap = bootstrap
         self.timeout = timeout
+        #: topic -> partition -> next offset to read (manual assignment, no groups)
+        self._assigned: dict[str, dict[int, int]] = {}
 
     # ---------------------------------------------------------- client primitives
+    @abstractmethod
+    def _fetch(self, max_records: int, timeout: float) -> list[Record]:
+        """Records from the assigned partitions, waiting up to ``timeout`` for the first."""
+
     @abstractmethod
     def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         """(low, high) as the broker reports them."""
@@ -62,6 +68,18 @@ class KafkaLogBase(Log):
         """Records the scanner has, waiting up to ``timeout`` for the first one."""
 
     # ---------------------------------------------------------- shared logic
+    def position(self, topic: str) -> dict[int, int]:
+        return dict(self._assigned.get(topic, {}))
+
+    def poll(self, max_records: int = 10_000, timeout: float = 1.0) -> list[Record]:
+        if not self._assigned:
+            time.sleep(timeout)
+            return []
+        out = self._fetch(max_records, timeout)
+        for r in out:
+            self._assigned[r.topic][r.partition] = r.offset + 1
+        return out
+
     def _check_partition(self, topic: str, partition: int) -> None:
         n = self.partitions(topic)
         if not 0 <= partition < n:

@@ -49,7 +49,6 @@ class KafkaPythonLog(KafkaLogBase):
         self._scanner: KafkaConsumer | None = None
         self._admin: KafkaAdminClient | None = None
         self._futures: list[Any] = []
-        self._assigned: dict[str, dict[int, int]] = {}
 
     # ------------------------------------------------------------------ clients
     def _new_consumer(self, fetch_wait_ms: int = 100) -> KafkaConsumer:
@@ -154,17 +153,8 @@ class KafkaPythonLog(KafkaLogBase):
             for p, off in parts.items():
                 cons.seek(TP(t, p), off)
 
-    def position(self, topic: str) -> dict[int, int]:
-        return dict(self._assigned.get(topic, {}))
-
-    def poll(self, max_records: int = 10_000, timeout: float = 1.0) -> list[Record]:
-        if not self._assigned:
-            time.sleep(timeout)
-            return []
-        out = _poll(self._cons(), max_records, timeout)
-        for r in out:
-            self._assigned[r.topic][r.partition] = r.offset + 1
-        return out
+    def _fetch(self, max_records: int, timeout: float) -> list[Record]:
+        return _poll(self._cons(), max_records, timeout)
 
     # ------------------------------------------------------------------ primitives
     def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
