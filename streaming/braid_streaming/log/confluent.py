@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -138,12 +138,7 @@ class ConfluentLog(KafkaLogBase):
                 f"{len(errors)} records failed delivery, first: {errors[0]}")
 
     # ------------------------------------------------------------------ reading
-    def assign(self, topic: str, partitions: Sequence[int],
-               start: Mapping[int, int] | None = None) -> None:
-        for p in partitions:
-            self._check_partition(topic, p)
-        start = start or {}
-        self._assigned[topic] = {p: int(start.get(p, 0)) for p in partitions}
+    def _apply_assignment(self) -> None:
         self._cons().assign([TopicPartition(t, p, off) for t, parts in self._assigned.items()
                              for p, off in parts.items()])
 

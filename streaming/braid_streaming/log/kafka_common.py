@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
+from collections.abc import Mapping, Sequence
 
 from braid_streaming.log.base import (
     Log,
@@ -48,6 +49,10 @@ class KafkaLogBase(Log):
 
     # ---------------------------------------------------------- client primitives
     @abstractmethod
+    def _apply_assignment(self) -> None:
+        """Point the main consumer at every (topic, partition, offset) in ``_assigned``."""
+
+    @abstractmethod
     def _fetch(self, max_records: int, timeout: float) -> list[Record]:
         """Records from the assigned partitions, waiting up to ``timeout`` for the first."""
 
@@ -68,6 +73,14 @@ class KafkaLogBase(Log):
         """Records the scanner has, waiting up to ``timeout`` for the first one."""
 
     # ---------------------------------------------------------- shared logic
+    def assign(self, topic: str, partitions: Sequence[int],
+               start: Mapping[int, int] | None = None) -> None:
+        for p in partitions:
+            self._check_partition(topic, p)
+        start = start or {}
+        self._assigned[topic] = {p: int(start.get(p, 0)) for p in partitions}
+        self._apply_assignment()
+
     def position(self, topic: str) -> dict[int, int]:
         return dict(self._assigned.get(topic, {}))
 

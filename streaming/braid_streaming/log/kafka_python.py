@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -141,12 +141,7 @@ class KafkaPythonLog(KafkaLogBase):
                 f"{len(failed)} records failed delivery, first: {failed[0].exception}")
 
     # ------------------------------------------------------------------ reading
-    def assign(self, topic: str, partitions: Sequence[int],
-               start: Mapping[int, int] | None = None) -> None:
-        for p in partitions:
-            self._check_partition(topic, p)
-        start = start or {}
-        self._assigned[topic] = {p: int(start.get(p, 0)) for p in partitions}
+    def _apply_assignment(self) -> None:
         cons = self._cons()
         cons.assign([TP(t, p) for t, parts in self._assigned.items() for p in parts])
         for t, parts in self._assigned.items():
