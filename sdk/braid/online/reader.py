@@ -32,6 +32,7 @@ from braid.algebra import (
     Partial,
     Spec,
     chan,
+    chan_fold,
     finalize,
     merge,
 )
@@ -169,19 +170,7 @@ class _Agg:
         head = next(tiles, None)
         if head is None:
             return self.empty_value
-        n, mean, m2 = head[0], float(head[1]), float(head[2])
-        # algebra.chan, inlined; mean and m2 are floats, so an int mb or m2b (a JSON integer)
-        # is converted exactly as float() would
-        for nb, mb, m2b in tiles:
-            total = n + nb
-            if total == 0:
-                n, mean, m2 = 0, 0.0, 0.0
-                continue
-            delta = mb - mean
-            mean = mean + delta * nb / total
-            m2 = m2 + m2b + delta * delta * n * nb / total
-            n = total
-        return finalize(self.spec, (n, mean, m2), self.input_type)
+        return finalize(self.spec, chan_fold(head, tiles), self.input_type)
 
     def _fast_generic(self, vals: list[Any], lo: int, hi: int, width: int, nulls: bool) -> Any:
         """The finalized value of the window whose tiles' fields are ``vals[lo:hi]``, ``width``
@@ -220,20 +209,7 @@ class _Agg:
             state = (float(v) if self.floats[0] else v,)
         elif kind == _CHAN:
             tiles = zip(*cols, strict=True)
-            n, mean, m2 = next(tiles)
-            mean, m2 = float(mean), float(m2)
-            # algebra.chan, inlined; mean and m2 are floats, so an int mb or m2b (a JSON
-            # integer) is converted exactly as float() would
-            for nb, mb, m2b in tiles:
-                total = n + nb
-                if total == 0:
-                    n, mean, m2 = 0, 0.0, 0.0
-                    continue
-                delta = mb - mean
-                mean = mean + delta * nb / total
-                m2 = m2 + m2b + delta * delta * n * nb / total
-                n = total
-            state = (n, mean, m2)
+            state = chan_fold(next(tiles), tiles)
         else:  # _LATEST: the greatest (ts, created, value), the first of equals
             best = max(zip(*cols, strict=True))
             state = tuple(float(x) if f else x for x, f in zip(best, self.floats, strict=True))
