@@ -43,6 +43,7 @@ from braid.plan import ViewPlan
 from braid.repo import Repo
 from braid.timeutil import DAY
 from braid_batch.offline import (
+    BEGINNING,
     TILE_START,
     OfflineStore,
     Staged,
@@ -193,11 +194,23 @@ class _ViewJob:
                     bar.update(n)
                 if on_range is not None:
                     on_range(self.plan.namespace, a, b)
+            if start is None and chunks:
+                self._cover_beginning(chunks[0][0])
         finally:
             self.con.execute(f"DROP TABLE IF EXISTS {_EVENTS}")
             if bar is not None:
                 bar.close()
         return out
+
+    def _cover_beginning(self, first: int) -> None:
+        """Record ``[BEGINNING, first)`` as complete: this run read the whole source, so no
+        event precedes its first chunk (readers then never scan the source below it)."""
+        for hop in self.plan.hops:
+            cutoff = self.cutoffs.get(hop)
+            if cutoff is None or cutoff > first:
+                self.store.add_coverage(self.plan, hop, BEGINNING, first)
+        if self.plan.projections:
+            self.store.add_coverage(self.plan, None, BEGINNING, first)
 
     def _load(self, a: int | None, b: int | None) -> tuple[int, int | None, int | None]:
         """Read and validate the events of [a, b) once, into a temp table; their count and

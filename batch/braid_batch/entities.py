@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlglot import exp
 
@@ -103,7 +104,7 @@ def check_keys(table: pa.Table, keys: dict[str, DType], view: str) -> None:
 
 
 def load(con: duckdb.DuckDBPyConnection, table: pa.Table, timestamp_column: str) -> int:
-    """Create the temp table of entity rows; returns the number of rows."""
+    """Create the temp view of entity rows; returns the number of rows."""
     for reserved in (ROW, T):
         if reserved in table.column_names:
             raise EntityKeyError(f"entity_df column '{reserved}' is reserved by braid; rename it")
@@ -116,12 +117,29 @@ def load(con: duckdb.DuckDBPyConnection, table: pa.Table, timestamp_column: str)
     else:
         t = exp.Cast(this=ts, to=exp.DataType.build("BIGINT"))
     sel = exp.select(exp.Star(), exp.alias_(t, T, quoted=True)).from_(exp.to_identifier(_INPUT))
-    con.execute(f'CREATE OR REPLACE TEMP TABLE "{ENTITY_TABLE}" AS {DUCKDB.render(sel)}')
-    con.unregister(_INPUT)
+    # A view over the registered Arrow table, not a copy: the connection keeps the table
+    # registered for as long as the result that reads it lives.
+    con.execute(f'CREATE OR REPLACE TEMP VIEW "{ENTITY_TABLE}" AS {DUCKDB.render(sel)}')
     return table.num_rows
 
 
-def time_span(con: duckdb.DuckDBPyConnection) -> tuple[int, int] | None:
-    """Min and max ``__braid_t`` of the loaded entity rows (None if there are none)."""
-    row = con.sql(f'SELECT min("{T}"), max("{T}") FROM "{ENTITY_TABLE}"').fetchall()[0]
-    return None if row[0] is None else (int(row[0]), int(row[1]))
+def time_span(con: duckdb.DuckDBPyConnection, table: pa.Table,
+              timestamp_column: str) -> tuple[int, int] | None:
+    """Min and max ``__braid_t`` of the entity rows (None if there are none).
+
+    The extremes are found on the Arrow column and only those two values go through the
+    same conversion to epoch ms as the loaded rows (it is monotonic), instead of a scan."""
+    column = table.column(timestamp_column)
+    extremes = pc.min_max(column)
+    lo, hi = extremes["min"], extremes["max"]
+    if not lo.is_valid:
+        return None
+    if not pa.types.is_timestamp(column.type):
+        return int(lo.as_py()), int(hi.as_py())
+    pair = pa.table({"v": pa.array([lo.value, hi.value], pa.int64()).cast(column.type)})
+    con.register("__braid_span", pair)
+    try:
+        row = con.sql('SELECT epoch_ms(CAST("v" AS TIMESTAMPTZ)) FROM "__braid_span"').fetchall()
+    finally:
+        con.unregister("__braid_span")
+    return int(row[0][0]), int(row[1][0])

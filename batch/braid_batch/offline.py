@@ -19,7 +19,8 @@ directory synced) before the files it no longer lists are deleted. A batch costs
 concurrent fsync rounds instead of one per file; each partition still switches atomically.
 Days without data get no partition; the coverage file (updated after the partitions of a
 range are published) says which ranges are complete, so readers know an absent day is empty
-rather than never computed.
+rather than never computed; a backfill without a start also covers everything before its first
+event (a range from ``BEGINNING``).
 
 Example:
     >>> store = OfflineStore.for_repo(repo)
@@ -56,6 +57,9 @@ if TYPE_CHECKING:
 
 MANIFEST = "_manifest.json"
 COVERAGE = "_coverage.json"
+#: A coverage range starting here reaches back to the source's beginning: a backfill without
+#: a start read every event, so nothing older exists to compute.
+BEGINNING = -(2**62)
 TILE_START = "tile_start"
 _TS_ARROW = pa.timestamp("ms", tz="UTC")
 #: fsyncs wait on the disk, not the CPU: issued together, the file system batches them.

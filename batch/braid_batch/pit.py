@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 from sqlglot import exp
 
@@ -39,18 +40,32 @@ from braid_batch.spine import SpineSpec, spine_entities
 class HistoricalResult:
     """A point-in-time result, computed on demand by DuckDB.
 
-    ``to_parquet`` streams with ``COPY ... TO`` without building the table in Python.
+    ``sql`` is the result in input order; ``to_parquet`` streams it with ``COPY ... TO``
+    without building the table in Python. ``to_arrow`` runs ``unordered_sql`` (the same
+    rows plus the input row number, in join order) and puts the rows back in input order
+    with one Arrow ``take`` of the inverse permutation, which costs far less than sorting
+    the wide result in DuckDB.
     """
 
     con: duckdb.DuckDBPyConnection
     sql: str
     features: list[str]
+    unordered_sql: str | None = None
     _arrow: pa.Table | None = field(default=None, repr=False)
 
     def to_arrow(self) -> pa.Table:
         if self._arrow is None:
-            self._arrow = self.con.sql(self.sql).to_arrow_table()
+            self._arrow = (self.con.sql(self.sql).to_arrow_table()
+                           if self.unordered_sql is None else self._in_input_order())
         return self._arrow
+
+    def _in_input_order(self) -> pa.Table:
+        assert self.unordered_sql is not None
+        table = self.con.sql(self.unordered_sql).to_arrow_table()
+        rows = table.column(E.ROW).to_numpy()
+        order = np.empty(len(rows), dtype=np.int64)
+        order[rows] = np.arange(len(rows), dtype=np.int64)  # rows is a permutation of 0..n-1
+        return table.drop_columns([E.ROW]).take(pa.array(order))
 
     def to_pandas(self):  # type: ignore[no-untyped-def]
         return self.to_arrow().to_pandas()
@@ -99,7 +114,7 @@ def get_historical_features(repo: Repo, entity_df: E.EntityInput | None = None,
         E.check_keys(table, dict(repo.plan(name).entity_keys), name)
     E.load(con, table, timestamp_column)
     outputs = _output_names(wanted, table.column_names, full_feature_names)
-    span = E.time_span(con) or (0, 0)
+    span = E.time_span(con, table, timestamp_column) or (0, 0)
     store = OfflineStore.for_repo(repo)
     joins, selects = [], []
     for i, (name, refs) in enumerate(wanted.items()):
@@ -112,9 +127,10 @@ def get_historical_features(repo: Repo, entity_df: E.EntityInput | None = None,
     sel = exp.select(*originals, *selects).from_(exp.to_table(E.ENTITY_TABLE, quoted=True).as_("e"))
     for table_expr, on, kind in joins:
         sel = sel.join(table_expr, on=on, join_type=kind)
-    sel = sel.order_by(qcol("e", E.ROW))
+    unordered = DUCKDB.render(sel.select(qcol("e", E.ROW)))
+    ordered = f'SELECT * EXCLUDE ("{E.ROW}") FROM ({unordered}) ORDER BY "{E.ROW}"'
     names = [outputs[v][f] for v, refs in wanted.items() for f in refs]
-    return HistoricalResult(con, DUCKDB.render(sel), names)
+    return HistoricalResult(con, ordered, names, unordered_sql=unordered)
 
 
 def _resolve(repo: Repo, features: list[str]) -> dict[str, list[str]]:

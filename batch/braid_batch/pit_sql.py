@@ -23,7 +23,7 @@ from braid.compile.dialect import DUCKDB
 from braid.compile.duckdb import DuckDBCompiler, tile_start_expr
 from braid.plan import AggregationPlan, PartialPlan, ViewPlan
 from braid_batch.entities import T
-from braid_batch.offline import TILE_START, OfflineStore, value_key
+from braid_batch.offline import BEGINNING, TILE_START, OfflineStore, value_key
 from braid_batch.sources import INGESTED_AT, SourceInfo
 
 ON = "__braid_on"
@@ -48,13 +48,14 @@ def start_of(e: exp.Expression, hop: int) -> exp.Expression:
 
 
 def gaps(covered: list[tuple[int, int]], lo: int | None, hi: int) -> list[tuple[int | None, int]]:
-    """Sub-ranges of ``[lo, hi)`` (``lo`` None: unbounded below) not in ``covered``."""
+    """Sub-ranges of ``[lo, hi)`` (``lo`` None: unbounded below) not in ``covered`` (sorted,
+    disjoint; a range starting at ``BEGINNING`` is unbounded below too)."""
     out: list[tuple[int | None, int]] = []
     at = lo
     for s, e in covered:
-        if e <= (at if at is not None else s) or s >= hi:
+        if (at is not None and e <= at) or s >= hi:
             continue
-        if at is None or s > at:
+        if s > (at if at is not None else BEGINNING):
             out.append((at, min(s, hi)))
         at = e
     if at is None or at < hi:
