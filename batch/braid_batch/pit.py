@@ -30,6 +30,7 @@ from braid.errors import EntityKeyError, StoreError, UnknownFeatureError
 from braid.plan import AggregationPlan, ViewPlan
 from braid.repo import Repo
 from braid_batch import entities as E
+from braid_batch.coverage import require_coverage
 from braid_batch.offline import OfflineStore
 from braid_batch.pit_sql import ON, ViewSQL, conj, qcol
 from braid_batch.sources import source_info
@@ -82,7 +83,8 @@ def get_historical_features(repo: Repo, entity_df: E.EntityInput | None = None,
                             timestamp_column: str = "event_timestamp",
                             include_late: bool = False, full_feature_names: bool = False,
                             spine: SpineSpec | None = None,
-                            threads: int | None = None) -> HistoricalResult:
+                            threads: int | None = None,
+                            require_backfill: bool = False) -> HistoricalResult:
     """Feature values as of each entity row's timestamp.
 
     Args:
@@ -96,9 +98,11 @@ def get_historical_features(repo: Repo, entity_df: E.EntityInput | None = None,
         full_feature_names: name output columns ``view__feature``.
         spine: build entity_df from a view's active entities instead (see :class:`SpineSpec`).
         threads: DuckDB threads.
+        require_backfill: read the offline store only; a needed time range that no
+            backfill covered raises (default: computed exactly from the batch source).
 
     Raises:
-        UnknownFeatureError, EntityKeyError, TimestampError.
+        UnknownFeatureError, EntityKeyError, TimestampError, CoverageError.
     """
     if not features:
         raise UnknownFeatureError("get_historical_features needs features=['view:feature', ...]")
@@ -120,6 +124,8 @@ def get_historical_features(repo: Repo, entity_df: E.EntityInput | None = None,
     for i, (name, refs) in enumerate(wanted.items()):
         plan = repo.plan(name)
         view = _view_sql(repo, con, plan, store, span, as_of_known, include_late)
+        if require_backfill:
+            require_coverage(view, refs)
         j, s = _view_joins(con, view, i, refs, outputs[name])
         joins += j
         selects += s

@@ -99,11 +99,27 @@ class ViewSQL:
 
     # ------------------------------------------------------------------ projections
 
+    def rows_range(self) -> tuple[int | None, int]:
+        """``[lo, hi)`` of the projection rows the request reads (``lo`` None: all history)."""
+        ttl = self.plan.ttl
+        return (self.t_min - ttl if ttl is not None else None), self.t_max + 1
+
+    def tiles_range(self, hop: int, widest: int) -> tuple[int, int]:
+        """``[lo, hi)`` of the tile starts of ``hop`` the tails of the request read."""
+        return floor_start(self.t_min, hop) - widest + hop, floor_start(self.t_max, hop)
+
+    def uncovered(self, hop: int | None, widest: int = 0) -> list[tuple[int | None, int]]:
+        """The parts of the needed range (rows if ``hop`` is None, else tiles of ``hop``)
+        that the offline store does not cover."""
+        lo, hi = self.rows_range() if hop is None else self.tiles_range(hop, widest)
+        if lo is not None and lo >= hi:
+            return []
+        return gaps(self.store.covered(self.plan, hop, lo, hi), lo, hi)
+
     def rows(self) -> exp.Expression:
         """Projection rows, ``_ct`` missing as the lowest int64, one per (keys, _ts) unless
         ``as_of_known`` (which needs every version)."""
-        ttl = self.plan.ttl
-        lo, hi = (self.t_min - ttl if ttl is not None else None), self.t_max + 1
+        lo, hi = self.rows_range()
         stored = self.store.rows_from(self.plan, lo, hi)
         cols = [col(k) for k in self.keys] + [col(TS)]
         cols.append(exp.alias_(exp.Coalesce(this=col(CT), expressions=[missing_created()]), CT,
@@ -167,8 +183,7 @@ class ViewSQL:
     def tiles(self, hop: int, widest: int) -> exp.Expression:
         """Tiles of ``hop`` the tails of this request need: stored where covered, computed
         from events elsewhere."""
-        lo = floor_start(self.t_min, hop) - widest + hop
-        hi = floor_start(self.t_max, hop)
+        lo, hi = self.tiles_range(hop, widest)
         parts: list[exp.Select] = [self.store.tiles_from(self.plan, hop, lo, hi)]
         compiler = DuckDBCompiler(self.plan)
         for a, b in gaps(self.store.covered(self.plan, hop, lo, hi), lo, hi):

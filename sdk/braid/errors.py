@@ -42,6 +42,10 @@ class StoreError(BraidError):
     """An offline or online store operation failed."""
 
 
+class CoverageError(StoreError):
+    """A request needs offline data for times that were never backfilled."""
+
+
 def close_matches(word: str, candidates: Iterable[str]) -> str:
     """Return ' Did you mean: a, b?' for the closest candidates, or ''."""
     found = difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.5)

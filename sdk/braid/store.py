@@ -258,7 +258,9 @@ class FeatureStore:
         One output row per input row, input order kept, duplicates kept, extra columns carried
         through. ``entity_df``: pandas, Arrow, a Parquet path or a DuckDB query with the entity
         keys and ``event_timestamp`` (zone-aware). Options: ``timestamp_column``,
-        ``include_late``, ``full_feature_names``, ``spine`` (a SpineSpec instead of entity_df).
+        ``include_late``, ``full_feature_names``, ``spine`` (a SpineSpec instead of entity_df),
+        ``require_backfill`` (refuse times no backfill covered instead of computing them from
+        the batch source; raises CoverageError naming the covered ranges).
         ``scale=True`` scales the service's ``scalers`` (else every numeric feature, standard)
         with scalers fitted from statistics of data up to ``stats_as_of`` (made the current
         version, which serving applies); without ``stats_as_of`` the current versions.

@@ -9,8 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from braid.errors import EntityKeyError, TimestampError, UnknownFeatureError
+from braid.errors import CoverageError, EntityKeyError, TimestampError, UnknownFeatureError
 from braid.repo import Repo, load_repo
+from braid_batch.backfill import backfill
 from braid_batch.pit import get_historical_features
 from braid_batch.spine import SpineSpec
 from braid_batch.testing import (
@@ -22,6 +23,7 @@ from braid_batch.testing import (
     write_events,
 )
 
+DAY = 86_400_000
 FEATURES = ["user_tx:amount", "user_tx:count_1h", "pair:score"]
 
 
@@ -110,3 +112,24 @@ def test_spine_is_deterministic_and_sampled(repo: Repo) -> None:
     a = get_historical_features(repo, spine=half, features=["user_tx:count_1h"]).to_pandas()
     b = get_historical_features(repo, spine=half, features=["user_tx:count_1h"]).to_pandas()
     assert a.equals(b) and 0 < len(a) < len(out)
+
+
+def test_require_backfill_refuses_uncovered_times_and_names_the_coverage(repo: Repo) -> None:
+    df = frame()
+    with pytest.raises(CoverageError, match=r"view 'user_tx' \(projection rows\).*"
+                       r"nothing \(never backfilled\).*braid backfill --views user_tx"):
+        get_historical_features(repo, df, ["user_tx:amount"], require_backfill=True)
+    first_day = T0 - T0 % DAY
+    backfill(repo, ["user_tx"], progress=False, start=first_day, end=first_day + DAY)
+    # the first entity row is 5 ms before midnight and the view's TTL is 1h
+    with pytest.raises(CoverageError, match=r"covers \[2023-11-14T00:00:00Z, 2023-11-15T00:00:"
+                       r"00Z\); missing \[2023-11-13T22:59:59.995000Z, 2023-11-14T00:00:00Z\)"):
+        get_historical_features(repo, df, ["user_tx:amount"], require_backfill=True)
+
+
+def test_require_backfill_after_a_full_backfill_matches_the_default(repo: Repo) -> None:
+    backfill(repo, progress=False)
+    df = frame()
+    want = get_historical_features(repo, df, FEATURES).to_arrow()
+    got = get_historical_features(repo, df, FEATURES, require_backfill=True).to_arrow()
+    assert got.equals(want)

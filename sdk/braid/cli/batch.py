@@ -42,13 +42,15 @@ def materialize(ctx: Context, views: str | None, incremental: bool) -> None:
 @click.option("--out", required=True, help="Output Parquet file.")
 @click.option("--as-of-known", is_flag=True, help="Only data known (created) by each time.")
 @click.option("--timestamp-column", default="event_timestamp", show_default=True)
+@click.option("--require-backfill", is_flag=True,
+              help="Fail on times no backfill covered instead of computing them from the source.")
 @click.option("--scale", is_flag=True, help="Apply the service's scalers (fitted as of --stats-as-of).")
 @click.option("--stats-as-of", default=None,
               help="Fit scalers from statistics of data up to this time (the training split).")
 @pass_ctx
 def get_historical(ctx: Context, entities: str, service: str | None, features: str | None,
-                   out: str, as_of_known: bool, timestamp_column: str, scale: bool,
-                   stats_as_of: str | None) -> None:
+                   out: str, as_of_known: bool, timestamp_column: str, require_backfill: bool,
+                   scale: bool, stats_as_of: str | None) -> None:
     """Write a point-in-time correct training set for the entity rows to Parquet."""
     source: object = entities
     if entities.endswith(".csv"):
@@ -59,7 +61,8 @@ def get_historical(ctx: Context, entities: str, service: str | None, features: s
         source = frame
     result = ctx.store.get_historical_features(
         source, features=_split(features), service=service, as_of_known=as_of_known,
-        timestamp_column=timestamp_column, scale=scale, stats_as_of=_time(stats_as_of))
+        timestamp_column=timestamp_column, scale=scale, stats_as_of=_time(stats_as_of),
+        require_backfill=require_backfill)
     path = result.to_parquet(Path(out))
     click.echo(f"wrote {path}")
 
