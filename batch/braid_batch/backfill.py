@@ -57,6 +57,9 @@ from braid_batch.sources import SourceInfo, source_info
 CHUNK_ROWS = 4_000_000
 #: Events per slice of a chunk computed by one query per hop (a hash table that fits in cache).
 SLICE_ROWS = 250_000
+#: Slice results waiting for the writer thread at most (the memory in flight stays bounded
+#: when encoding Parquet is slower than DuckDB, e.g. on a busy machine).
+MAX_PENDING = 6
 #: The temp table holding one chunk's validated events (one per connection).
 _EVENTS = "braid_backfill_events"
 
@@ -254,6 +257,8 @@ class _ViewJob:
                     stage = self._stage_rows if hop is None else self._stage_tiles
                     jobs.append(self._run(stage, hop, table, lo, min(hi, covered_to), out,
                                           staged))
+                    if len(jobs) > MAX_PENDING:  # backpressure: bounded Arrow tables in flight
+                        jobs[-MAX_PENDING - 1].result()
             for job in jobs:
                 job.result()
         except BaseException:

@@ -12,9 +12,11 @@ from braid.errors import RepoError
 
 
 def connect(database: str = ":memory:", threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with ``TimeZone='UTC'`` (tile math must never follow local time)."""
+    """A DuckDB connection with ``TimeZone='UTC'`` (tile math must never follow local time)
+    and no DuckDB progress bar on stdout (the CLI prints braid's own)."""
     con = duckdb.connect(database)
     con.execute("SET TimeZone='UTC'")
+    con.execute("SET enable_progress_bar=false")  # braid shows its own progress
     if threads is not None:
         con.execute(f"SET threads={int(threads)}")
     return con
