@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from braid.cli.main import Context, cli
+from braid.errors import TimestampError
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -52,19 +53,39 @@ def get_historical(ctx: Context, entities: str, service: str | None, features: s
                    out: str, as_of_known: bool, timestamp_column: str, require_backfill: bool,
                    scale: bool, stats_as_of: str | None) -> None:
     """Write a point-in-time correct training set for the entity rows to Parquet."""
-    source: object = entities
-    if entities.endswith(".csv"):
-        import pandas as pd
-
-        frame = pd.read_csv(entities)
-        frame[timestamp_column] = pd.to_datetime(frame[timestamp_column], utc=True)
-        source = frame
+    source: object = _read_csv(entities, timestamp_column) if entities.endswith(".csv") \
+        else entities
     result = ctx.store.get_historical_features(
         source, features=_split(features), service=service, as_of_known=as_of_known,
         timestamp_column=timestamp_column, scale=scale, stats_as_of=_time(stats_as_of),
         require_backfill=require_backfill)
     path = result.to_parquet(Path(out))
     click.echo(f"wrote {path}")
+
+
+_ZONE = r"(?:[zZ]|[+-]\d\d(?::?\d\d)?)$"
+
+
+def _read_csv(path: str, column: str) -> object:
+    """Entity rows from CSV: the timestamp column as epoch-ms integers or ISO-8601 text with
+    a zone (text without one is refused, as the SDK refuses naive times)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    if column not in frame.columns or pd.api.types.is_integer_dtype(frame[column]):
+        return frame  # missing: the SDK names it; integers: epoch ms as they are
+    text = frame[column].astype("string")
+    naive = text.notna() & ~text.str.strip().str.contains(_ZONE, regex=True)
+    if naive.any():
+        raise TimestampError(
+            f"{path}: column '{column}' has times without a zone (row {int(naive.idxmax()) + 2}: "
+            f"{text[naive].iloc[0]!r}); write them with one, e.g. '2026-01-01T00:00:00Z', "
+            "or as epoch milliseconds")
+    try:
+        frame[column] = pd.to_datetime(text, format="ISO8601", utc=True)
+    except (ValueError, TypeError) as e:
+        raise TimestampError(f"{path}: column '{column}': {e}") from e
+    return frame
 
 
 def _split(text: str | None) -> list[str] | None:
