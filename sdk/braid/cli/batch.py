@@ -78,7 +78,7 @@ def _read_csv(path: str, column: str) -> object:
     naive = text.notna() & ~text.str.strip().str.contains(_ZONE, regex=True)
     if naive.any():
         raise TimestampError(
-            f"{path}: column '{column}' has times without a zone (row {int(naive.idxmax()) + 2}: "
+            f"{path}: column '{column}' has times without a zone (row {naive.argmax() + 2}: "
             f"{text[naive].iloc[0]!r}); write them with one, e.g. '2026-01-01T00:00:00Z', "
             "or as epoch milliseconds")
     try:
