@@ -8,11 +8,21 @@ p50s and ratios. Not a test: nothing here asserts on time.
 
 Materialize is compared with a raw pipelined HSET of the same rows, pre-encoded (fields
 ``_ts``, ``f:<name>``), ``--write-rounds`` alternating rounds in one run (medians).
+
+``--feast`` adds Feast 0.67 on the same server and data (bench/feast_repo.py): the rows go to
+a Parquet file; braid's full materialize (backfill to its offline store untimed, then
+offline -> Redis) and Feast's ``materialize`` of the same rows alternate over
+``--feast-rounds`` rounds, each into an empty logical database; the 3-projection reads time
+Feast's ``get_online_features(...).to_dict()`` in the same iterations as braid and raw, and
+check that Feast's values equal braid's. A Feast setup failure is printed and the run goes on.
+
+    .venv/bin/python bench/bench_online.py --feast [--entities 100000]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import statistics
@@ -20,21 +30,45 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import feast_repo  # bench/feast_repo.py, beside this script; imports Feast only when used
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import redis
+from redis.utils import HIREDIS_AVAILABLE
 
 from braid.definitions import Aggregation, BatchSource, Entity, Feature, FeatureView
 from braid.online import OnlineReader
 from braid.online.encoding import TileCodec, key_prefix
 from braid.online.redis_store import RedisOnlineStore
 from braid.plan import ViewPlan, lower
+from braid.repo import load_repo
+from braid_batch.backfill import backfill
+from braid_batch.materialize import materialize
+from braid_batch.testing import make_repo
 
 NOW = 1_700_000_000_000
 # The shape of feature_repo's user_txn_stats: 4 windows (4 hops) x 5 functions.
 WINDOWS = ["10m", "1h", "24h", "7d"]
 FUNCS = ["count", "sum", "mean", "max", "stddev"]
+# --feast: each materialize writes its own logical database (flushed before each round).
+FEAST_DB, BRAID_DB = 1, 2
+# braid's view over the Parquet Feast reads too: the 3 projections of ``make_plan``'s view.
+BRAID_DEFS = """
+from braid.definitions import BatchSource, Entity, Feature, FeatureView
+user = Entity(name="user", join_keys={"user_id": "int64"})
+src = BatchSource(name="rows", path="data/rows.parquet", timestamp_field="ts",
+                  schema={"user_id": "int64", "ts": "timestamp", "a": "float64",
+                          "b": "int64", "c": "string"})
+bench = FeatureView(name="bench", entities=[user], source=src, ttl="30d",
+                    features=[Feature(name="a", dtype="float64"),
+                              Feature(name="b", dtype="int64"),
+                              Feature(name="c", dtype="string")])
+"""
 
 
 def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -70,12 +104,14 @@ def make_plan() -> ViewPlan:
     return lower(view, "bench")
 
 
-def compare_writes(store: RedisOnlineStore, plan: ViewPlan, rows: pa.Table, rounds: int) -> None:
+def compare_writes(store: RedisOnlineStore, plan: ViewPlan, rows: pa.Table,
+                   rounds: int) -> tuple[float, float]:
     """Materialize's row write (``write_rows``) against a raw pipelined HSET of the same rows.
 
     The raw side gets its fields pre-encoded (outside the timing) and writes keys of another
     prefix; braid's side re-writes the view's keys with ``_ts`` moved forward each round, so
-    every row wins its last-write-wins comparison and is written.
+    every row wins its last-write-wins comparison and is written. Returns the rows/s of
+    (raw, braid).
     """
     n = rows.num_rows
     ids = rows.column("user_id").to_pylist()
@@ -112,10 +148,12 @@ def compare_writes(store: RedisOnlineStore, plan: ViewPlan, rows: pa.Table, roun
           f"{br:,.0f} rows/s   braid/raw throughput {br / rr:5.2f}x  ({rounds} rounds)")
     for r in range(rounds):
         client.delete(*[f"rawbench{r}:{{{i}}}" for i in ids])
+    return rr, br
 
 
 def write(store: RedisOnlineStore, plan: ViewPlan, n: int, tile_entities: int,
-          rounds: int) -> None:
+          rounds: int) -> tuple[pa.Table, tuple[float, float]]:
+    """Writes the rows and tiles the reads use; returns the rows and (raw, braid) rows/s."""
     rng = np.random.default_rng(0)
     rows = pa.table({"user_id": np.arange(n), "_ts": NOW - rng.integers(0, 10**6, n),
                      "_ct": pa.nulls(n, pa.int64()), "a": rng.standard_normal(n) * 100,
@@ -124,7 +162,7 @@ def write(store: RedisOnlineStore, plan: ViewPlan, n: int, tile_entities: int,
     store.write_rows(plan, rows)
     dt = time.perf_counter() - t
     print(f"write_rows: {n:,} rows in {dt:.2f}s = {n / dt:,.0f} rows/s")
-    compare_writes(store, plan, rows, rounds)
+    rates = compare_writes(store, plan, rows, rounds)
     t = time.perf_counter()
     store.write_rows(plan, rows)  # all older-or-equal: every row compared, none written
     dt = time.perf_counter() - t
@@ -157,22 +195,85 @@ def write(store: RedisOnlineStore, plan: ViewPlan, n: int, tile_entities: int,
     dt = time.perf_counter() - t
     print(f"merge_tiles: {tile_entities:,} tiles in {dt:.2f}s = {tile_entities / dt:,.0f} "
           "tiles/s")
+    return rows, rates
 
 
-def compare(name: str, iters: int, raw: Callable[[], object],
-            braid: Callable[[], object]) -> None:
-    rt: list[float] = []
-    bt: list[float] = []
+def compare(name: str, iters: int, raw: Callable[[], object], braid: Callable[[], object],
+            feast: Callable[[], object] | None = None) -> None:
+    """p50s and ratios of calls timed in the same iterations, their order rotating."""
+    calls = [raw, braid] + ([feast] if feast else [])
+    times: list[list[float]] = [[] for _ in calls]
     for i in range(iters):
-        pair = ((raw, rt), (braid, bt)) if i % 2 == 0 else ((braid, bt), (raw, rt))
-        for fn, acc in pair:
+        for j in range(len(calls)):
+            k = (i + j) % len(calls)
             t = time.perf_counter()
-            fn()
-            acc.append(time.perf_counter() - t)
-    r, b = statistics.median(rt) * 1e3, statistics.median(bt) * 1e3
-    paired = statistics.median(y / x for x, y in zip(rt, bt, strict=True))
+            calls[k]()
+            times[k].append(time.perf_counter() - t)
+    r, b = (statistics.median(ts) * 1e3 for ts in times[:2])
+    paired = statistics.median(y / x for x, y in zip(times[0], times[1], strict=True))
     print(f"{name:<40} raw p50 {r:7.3f} ms   braid p50 {b:7.3f} ms   ratio {b / r:5.2f}x"
           f"   median paired ratio {paired:5.2f}x")
+    if feast:
+        f = statistics.median(times[2]) * 1e3
+        print(f"{'':<40} Feast p50 {f:7.3f} ms   Feast/raw {f / r:5.2f}x   Feast/braid "
+              f"{f / b:5.2f}x")
+
+
+def source_parquet(root: Path, rows: pa.Table) -> Path:
+    """The benchmark's rows as the event source both materializes read (``ts`` in ms, UTC)."""
+    path = root / "data" / "rows.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    events = pa.table({"user_id": rows.column("user_id"),
+                       "ts": rows.column("_ts").cast(pa.timestamp("ms", tz="UTC")),
+                       "a": rows.column("a"), "b": rows.column("b"), "c": rows.column("c")})
+    pq.write_table(events, path)
+    return path
+
+
+def setup_feast(root: Path, rows: pa.Table, port: int) -> Any:
+    """Feast's ``FeatureStore`` over the rows, or the reason it could not be built (a str)."""
+    try:
+        return feast_repo.feast_online_store(root, source_parquet(root, rows), port, FEAST_DB)
+    except Exception as e:  # noqa: BLE001 - a benchmark reports any setup failure and goes on
+        return f"Feast setup failed: {type(e).__name__}: {e}"
+
+
+def compare_materialize(root: Path, port: int, fs: Any, rounds: int,
+                        baseline: tuple[float, float]) -> bool:
+    """braid's materialize (offline store -> Redis) and Feast's, alternating, each round into an
+    empty database; prints rows/s next to raw HSET and braid's ``write_rows`` (``baseline``).
+    Returns False (with the reason printed) if Feast's materialize fails."""
+    repo = load_repo(make_repo(root, BRAID_DEFS))
+    backfill(repo, progress=False)  # builds braid's offline store: Feast's Parquet is given too
+    braid_db = RedisOnlineStore(f"redis://127.0.0.1:{port}/{BRAID_DB}")
+    feast_db = redis.Redis(port=port, db=FEAST_DB)
+    times: dict[str, list[float]] = {"braid": [], "Feast": []}
+    for r in range(rounds):
+        for side in ("braid", "Feast") if r % 2 == 0 else ("Feast", "braid"):
+            if side == "braid":
+                braid_db.client.flushdb()
+                t = time.perf_counter()
+                n = materialize(repo, braid_db, ["bench"], now=NOW).rows
+                times[side].append(time.perf_counter() - t)
+                continue
+            feast_db.flushdb()
+            try:
+                times[side].append(feast_repo.feast_materialize(fs, NOW - 2 * 10**6, NOW + 1000))
+            except Exception as e:  # noqa: BLE001
+                print(f"Feast materialize failed: {type(e).__name__}: {e}")
+                return False
+    keys = f"keys written: braid {braid_db.client.dbsize():,}, Feast {feast_db.dbsize():,}"
+    braid_db.close()
+    raw, write_rows = baseline
+    bm, fm = (n / statistics.median(times[s]) for s in ("braid", "Feast"))
+    print(f"materialize {n:,} rows, median of {rounds} rounds each into an empty db ({keys}):")
+    print(f"  raw pipelined HSET {raw:>10,.0f} rows/s\n"
+          f"  braid write_rows   {write_rows:>10,.0f} rows/s  {write_rows / raw:5.2f}x raw\n"
+          f"  braid materialize  {bm:>10,.0f} rows/s  {bm / raw:5.2f}x raw  "
+          "(offline store read by DuckDB + write_rows)\n"
+          f"  Feast materialize  {fm:>10,.0f} rows/s  {fm / raw:5.2f}x raw  "
+          f"braid materialize/Feast {bm / fm:5.2f}x")
+    return True
 
 
 def main() -> None:
@@ -181,30 +282,54 @@ def main() -> None:
     ap.add_argument("--tile-entities", type=int, default=2_000)
     ap.add_argument("--iters", type=int, default=2_000)
     ap.add_argument("--write-rounds", type=int, default=4)
+    ap.add_argument("--feast", action="store_true", help="also time Feast 0.67 (see above)")
+    ap.add_argument("--feast-rounds", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         proc, port = start_redis(workdir)
         try:
-            run(f"redis://127.0.0.1:{port}/0", args)
+            run(port, Path(workdir), args)
         finally:
             proc.terminate()
             proc.wait()
 
 
-def run(url: str, args: argparse.Namespace) -> None:
-    import redis
-
+def run(port: int, root: Path, args: argparse.Namespace) -> None:
     plan = make_plan()
-    store = RedisOnlineStore(url)
-    write(store, plan, args.entities, args.tile_entities, args.write_rounds)
-    client = redis.Redis.from_url(url)
+    store = RedisOnlineStore(f"redis://127.0.0.1:{port}/0")
+    rows, rates = write(store, plan, args.entities, args.tile_entities, args.write_rounds)
+    repos = root / "repos"  # beside the redis-server's files: the Parquet, braid's and Feast's repo
+    fs = setup_feast(repos, rows, port) if args.feast else None
+    if isinstance(fs, str):
+        print(fs)
+        fs = None
+    elif fs is not None and not compare_materialize(repos, port, fs, args.feast_rounds, rates):
+        fs = None
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; redis-py parser: "
+          f"{'hiredis' if HIREDIS_AVAILABLE else 'pure Python (hiredis not installed)'} "
+          "(braid, raw and Feast use the same redis-py)")
+    read_projections(store, plan, port, args.iters, fs)
+    read_windows(store, plan, port, args, args.feast)
+    store.close()
+
+
+def read_projections(store: RedisOnlineStore, plan: ViewPlan, port: int, iters: int,
+                     fs: Any) -> None:
+    """1 and 100 entities x 3 projections: raw HMGET, braid and (with ``fs``) Feast."""
+    client = redis.Redis(port=port)
     prefix = key_prefix(plan)
     proj = OnlineReader(store, {f"bench:{f}": (plan, f) for f in ("a", "b", "c")})
     fields = ["_ts", "f:a", "f:b", "f:c"]
-    compare("1 entity x 3 projections", args.iters,
-            lambda: client.hmget(f"{prefix}7}}", fields),
-            lambda: proj.read([{"user_id": 7}], NOW).to_dict())
+    one = [{"user_id": 7}]
     rows = [{"user_id": i * 13} for i in range(100)]
+    feast1 = feast100 = None
+    if fs is not None:
+        feast1, feast100 = feast_repo.feast_read(fs, one), feast_repo.feast_read(fs, rows)
+        print("Feast vs braid on the 101 sampled entities:", feast_repo.agreement(
+            proj.read(one + rows, NOW).to_dict(), feast_repo.feast_read(fs, one + rows)()))
+    compare("1 entity x 3 projections", iters,
+            lambda: client.hmget(f"{prefix}7}}", fields),
+            lambda: proj.read(one, NOW).to_dict(), feast1)
     keys = [f"{prefix}{r['user_id']}}}" for r in rows]
 
     def raw100() -> object:
@@ -213,8 +338,15 @@ def run(url: str, args: argparse.Namespace) -> None:
             pipe.hmget(k, fields)
         return pipe.execute()
 
-    compare("100 entities x 3 projections", args.iters // 4, raw100,
-            lambda: proj.read(rows, NOW).to_dict())
+    compare("100 entities x 3 projections", iters // 4, raw100,
+            lambda: proj.read(rows, NOW).to_dict(), feast100)
+
+
+def read_windows(store: RedisOnlineStore, plan: ViewPlan, port: int, args: argparse.Namespace,
+                 feast: bool) -> None:
+    """1 and 100 entities x 4 windows x 5 functions: raw HMGET of the tiles and braid."""
+    client = redis.Redis(port=port)
+    prefix = key_prefix(plan)
     names = [a.name for a in plan.aggregations]
     win = OnlineReader(store, {f"bench:{n}": (plan, n) for n in names})
     tile_fields = []
@@ -236,8 +368,11 @@ def run(url: str, args: argparse.Namespace) -> None:
 
     compare("100 entities x 4 windows x 5 fns", args.iters // 10, raw100_tiles,
             lambda: win.read(tile_rows, NOW).to_dict())
+    if feast:
+        print(f"{'':<40} Feast: not timed. Feast 0.67 merges no windows at read time: its "
+              "aggregations (Stream/BatchFeatureView) are computed by a compute engine when "
+              "written, and get_online_features returns stored values.")
     print("sample:", {k: v for k, v in list(win.read([{"user_id": 7}], NOW).to_dict().items())[:4]})
-    store.close()
 
 
 if __name__ == "__main__":
