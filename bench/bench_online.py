@@ -10,11 +10,12 @@ Materialize is compared with a raw pipelined HSET of the same rows, pre-encoded 
 ``_ts``, ``f:<name>``), ``--write-rounds`` alternating rounds in one run (medians).
 
 ``--feast`` adds Feast 0.67 on the same server and data (bench/feast_repo.py): the rows go to
-a Parquet file; braid's full materialize (backfill to its offline store untimed, then
-offline -> Redis) and Feast's ``materialize`` of the same rows alternate over
-``--feast-rounds`` rounds, each into an empty logical database; the 3-projection reads time
-Feast's ``get_online_features(...).to_dict()`` in the same iterations as braid and raw, and
-check that Feast's values equal braid's. A Feast setup failure is printed and the run goes on.
+a Parquet file; a raw pipelined HSET, braid's full materialize (backfill to its offline store
+untimed, then offline store -> Redis) and Feast's ``materialize`` of the same rows take turns
+over ``--feast-rounds`` rounds, each into an empty logical database of its own; the
+3-projection reads time Feast's ``get_online_features(...).to_dict()`` in the same iterations
+as braid and raw, after checking that Feast's values equal braid's. Windowed reads have no
+Feast counterpart (said in the output). A Feast failure is printed and the run goes on.
 
     .venv/bin/python bench/bench_online.py --feast [--entities 100000]
 """
@@ -37,7 +38,6 @@ import feast_repo  # bench/feast_repo.py, beside this script; imports Feast only
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import redis
 from redis.utils import HIREDIS_AVAILABLE
 
@@ -56,7 +56,7 @@ NOW = 1_700_000_000_000
 WINDOWS = ["10m", "1h", "24h", "7d"]
 FUNCS = ["count", "sum", "mean", "max", "stddev"]
 # --feast: each materialize writes its own logical database (flushed before each round).
-FEAST_DB, BRAID_DB = 1, 2
+FEAST_DB, BRAID_DB, RAW_DB = 1, 2, 3
 # braid's view over the Parquet Feast reads too: the 3 projections of ``make_plan``'s view.
 BRAID_DEFS = """
 from braid.definitions import BatchSource, Entity, Feature, FeatureView
@@ -104,14 +104,12 @@ def make_plan() -> ViewPlan:
     return lower(view, "bench")
 
 
-def compare_writes(store: RedisOnlineStore, plan: ViewPlan, rows: pa.Table,
-                   rounds: int) -> tuple[float, float]:
+def compare_writes(store: RedisOnlineStore, plan: ViewPlan, rows: pa.Table, rounds: int) -> None:
     """Materialize's row write (``write_rows``) against a raw pipelined HSET of the same rows.
 
     The raw side gets its fields pre-encoded (outside the timing) and writes keys of another
     prefix; braid's side re-writes the view's keys with ``_ts`` moved forward each round, so
-    every row wins its last-write-wins comparison and is written. Returns the rows/s of
-    (raw, braid).
+    every row wins its last-write-wins comparison and is written.
     """
     n = rows.num_rows
     ids = rows.column("user_id").to_pylist()
@@ -148,12 +146,11 @@ def compare_writes(store: RedisOnlineStore, plan: ViewPlan, rows: pa.Table,
           f"{br:,.0f} rows/s   braid/raw throughput {br / rr:5.2f}x  ({rounds} rounds)")
     for r in range(rounds):
         client.delete(*[f"rawbench{r}:{{{i}}}" for i in ids])
-    return rr, br
 
 
 def write(store: RedisOnlineStore, plan: ViewPlan, n: int, tile_entities: int,
-          rounds: int) -> tuple[pa.Table, tuple[float, float]]:
-    """Writes the rows and tiles the reads use; returns the rows and (raw, braid) rows/s."""
+          rounds: int) -> pa.Table:
+    """Writes the rows and tiles the reads use; returns the rows."""
     rng = np.random.default_rng(0)
     rows = pa.table({"user_id": np.arange(n), "_ts": NOW - rng.integers(0, 10**6, n),
                      "_ct": pa.nulls(n, pa.int64()), "a": rng.standard_normal(n) * 100,
@@ -162,7 +159,7 @@ def write(store: RedisOnlineStore, plan: ViewPlan, n: int, tile_entities: int,
     store.write_rows(plan, rows)
     dt = time.perf_counter() - t
     print(f"write_rows: {n:,} rows in {dt:.2f}s = {n / dt:,.0f} rows/s")
-    rates = compare_writes(store, plan, rows, rounds)
+    compare_writes(store, plan, rows, rounds)
     t = time.perf_counter()
     store.write_rows(plan, rows)  # all older-or-equal: every row compared, none written
     dt = time.perf_counter() - t
@@ -195,7 +192,7 @@ def write(store: RedisOnlineStore, plan: ViewPlan, n: int, tile_entities: int,
     dt = time.perf_counter() - t
     print(f"merge_tiles: {tile_entities:,} tiles in {dt:.2f}s = {tile_entities / dt:,.0f} "
           "tiles/s")
-    return rows, rates
+    return rows
 
 
 def compare(name: str, iters: int, raw: Callable[[], object], braid: Callable[[], object],
@@ -219,61 +216,76 @@ def compare(name: str, iters: int, raw: Callable[[], object], braid: Callable[[]
               f"{f / b:5.2f}x")
 
 
-def source_parquet(root: Path, rows: pa.Table) -> Path:
-    """The benchmark's rows as the event source both materializes read (``ts`` in ms, UTC)."""
-    path = root / "data" / "rows.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    events = pa.table({"user_id": rows.column("user_id"),
-                       "ts": rows.column("_ts").cast(pa.timestamp("ms", tz="UTC")),
-                       "a": rows.column("a"), "b": rows.column("b"), "c": rows.column("c")})
-    pq.write_table(events, path)
-    return path
-
-
 def setup_feast(root: Path, rows: pa.Table, port: int) -> Any:
     """Feast's ``FeatureStore`` over the rows, or the reason it could not be built (a str)."""
     try:
-        return feast_repo.feast_online_store(root, source_parquet(root, rows), port, FEAST_DB)
+        return feast_repo.feast_online_store(root, feast_repo.write_source(root, rows), port,
+                                             FEAST_DB)
     except Exception as e:  # noqa: BLE001 - a benchmark reports any setup failure and goes on
         return f"Feast setup failed: {type(e).__name__}: {e}"
 
 
-def compare_materialize(root: Path, port: int, fs: Any, rounds: int,
-                        baseline: tuple[float, float]) -> bool:
-    """braid's materialize (offline store -> Redis) and Feast's, alternating, each round into an
-    empty database; prints rows/s next to raw HSET and braid's ``write_rows`` (``baseline``).
+def hset_rows(client: redis.Redis, rows: pa.Table) -> Callable[[], float]:
+    """A timed raw pipelined HSET of ``rows`` (fields pre-encoded outside the timing, batches
+    of 1,000 keys) returning its seconds: the baseline materialize is measured against."""
+    keys = [f"raw:{{{i}}}" for i in rows.column("user_id").to_pylist()]
+    enc = {"_ts": [str(v) for v in rows.column("_ts").to_pylist()],
+           "f:a": [repr(v) for v in rows.column("a").to_pylist()],
+           "f:b": [str(v) for v in rows.column("b").to_pylist()],
+           "f:c": rows.column("c").to_pylist()}
+    mappings = [dict(zip(enc, vals, strict=True)) for vals in zip(*enc.values(), strict=True)]
+
+    def timed() -> float:
+        t = time.perf_counter()
+        for lo in range(0, len(keys), 1000):
+            pipe = client.pipeline(transaction=False)
+            for key, mapping in zip(keys[lo:lo + 1000], mappings[lo:lo + 1000], strict=True):
+                pipe.hset(key, mapping=mapping)
+            pipe.execute()
+        return time.perf_counter() - t
+    return timed
+
+
+def compare_materialize(root: Path, port: int, fs: Any, rows: pa.Table, rounds: int) -> bool:
+    """Raw pipelined HSET, braid's materialize (offline store -> Redis) and Feast's, their
+    order rotating, each round into an empty database of its own; prints rows/s and ratios.
     Returns False (with the reason printed) if Feast's materialize fails."""
     repo = load_repo(make_repo(root, BRAID_DEFS))
     backfill(repo, progress=False)  # builds braid's offline store: Feast's Parquet is given too
     braid_db = RedisOnlineStore(f"redis://127.0.0.1:{port}/{BRAID_DB}")
-    feast_db = redis.Redis(port=port, db=FEAST_DB)
-    times: dict[str, list[float]] = {"braid": [], "Feast": []}
+    dbs = {"raw": redis.Redis(port=port, db=RAW_DB), "braid": braid_db.client,
+           "Feast": redis.Redis(port=port, db=FEAST_DB)}
+    sides: dict[str, Callable[[], float]] = {
+        "raw": hset_rows(dbs["raw"], rows),
+        "braid": lambda: timed_call(lambda: materialize(repo, braid_db, ["bench"], now=NOW)),
+        "Feast": lambda: feast_repo.feast_materialize(fs, NOW - 2 * 10**6, NOW + 1000)}
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    order = list(sides)
     for r in range(rounds):
-        for side in ("braid", "Feast") if r % 2 == 0 else ("Feast", "braid"):
-            if side == "braid":
-                braid_db.client.flushdb()
-                t = time.perf_counter()
-                n = materialize(repo, braid_db, ["bench"], now=NOW).rows
-                times[side].append(time.perf_counter() - t)
-                continue
-            feast_db.flushdb()
+        for side in order[r % 3:] + order[:r % 3]:
+            dbs[side].flushdb()
             try:
-                times[side].append(feast_repo.feast_materialize(fs, NOW - 2 * 10**6, NOW + 1000))
-            except Exception as e:  # noqa: BLE001
-                print(f"Feast materialize failed: {type(e).__name__}: {e}")
+                times[side].append(sides[side]())
+            except Exception as e:  # noqa: BLE001 - Feast's failure is reported, the run goes on
+                print(f"{side} materialize failed: {type(e).__name__}: {e}")
                 return False
-    keys = f"keys written: braid {braid_db.client.dbsize():,}, Feast {feast_db.dbsize():,}"
+    written = ", ".join(f"{side} {db.dbsize():,}" for side, db in dbs.items())
     braid_db.close()
-    raw, write_rows = baseline
-    bm, fm = (n / statistics.median(times[s]) for s in ("braid", "Feast"))
-    print(f"materialize {n:,} rows, median of {rounds} rounds each into an empty db ({keys}):")
+    raw, bm, fm = (rows.num_rows / statistics.median(times[side]) for side in sides)
+    print(f"materialize {rows.num_rows:,} rows: median of {rounds} rounds, each into an empty "
+          f"db (keys written: {written})")
     print(f"  raw pipelined HSET {raw:>10,.0f} rows/s\n"
-          f"  braid write_rows   {write_rows:>10,.0f} rows/s  {write_rows / raw:5.2f}x raw\n"
           f"  braid materialize  {bm:>10,.0f} rows/s  {bm / raw:5.2f}x raw  "
-          "(offline store read by DuckDB + write_rows)\n"
+          "(reads braid's offline store with DuckDB, then write_rows)\n"
           f"  Feast materialize  {fm:>10,.0f} rows/s  {fm / raw:5.2f}x raw  "
-          f"braid materialize/Feast {bm / fm:5.2f}x")
+          f"braid/Feast {bm / fm:5.2f}x  (reads the Parquet source with its file store)")
     return True
+
+
+def timed_call(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 def main() -> None:
@@ -297,13 +309,13 @@ def main() -> None:
 def run(port: int, root: Path, args: argparse.Namespace) -> None:
     plan = make_plan()
     store = RedisOnlineStore(f"redis://127.0.0.1:{port}/0")
-    rows, rates = write(store, plan, args.entities, args.tile_entities, args.write_rounds)
+    rows = write(store, plan, args.entities, args.tile_entities, args.write_rounds)
     repos = root / "repos"  # beside the redis-server's files: the Parquet, braid's and Feast's repo
     fs = setup_feast(repos, rows, port) if args.feast else None
     if isinstance(fs, str):
         print(fs)
         fs = None
-    elif fs is not None and not compare_materialize(repos, port, fs, args.feast_rounds, rates):
+    elif fs is not None and not compare_materialize(repos, port, fs, rows, args.feast_rounds):
         fs = None
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; redis-py parser: "
           f"{'hiredis' if HIREDIS_AVAILABLE else 'pure Python (hiredis not installed)'} "
@@ -369,9 +381,10 @@ def read_windows(store: RedisOnlineStore, plan: ViewPlan, port: int, args: argpa
     compare("100 entities x 4 windows x 5 fns", args.iters // 10, raw100_tiles,
             lambda: win.read(tile_rows, NOW).to_dict())
     if feast:
-        print(f"{'':<40} Feast: not timed. Feast 0.67 merges no windows at read time: its "
-              "aggregations (Stream/BatchFeatureView) are computed by a compute engine when "
-              "written, and get_online_features returns stored values.")
+        print(f"{'':<40} Feast: not timed, it has no windowed read. Feast 0.67 computes "
+              "window aggregations (Stream/BatchFeatureView) in a compute engine when it writes, "
+              "and rejects them at read time (\"Time window aggregation is not supported in "
+              "online serving\").")
     print("sample:", {k: v for k, v in list(win.read([{"user_id": 7}], NOW).to_dict().items())[:4]})
 
 

@@ -4,8 +4,9 @@ A Feast repo in a temp folder: a FileSource over the Parquet file of the benchma
 (``user_id``, ``ts``, ``a``, ``b``, ``c``), the ``user`` entity (join key ``user_id``, int64),
 one feature view ``bench`` with the three projections, and Feast's Redis online store on the
 benchmark's private ``redis-server`` in its own logical database (so a round of materialize
-can start from an empty database without touching braid's keys). Feast is imported here
-only, so the rest of the benchmark runs without it.
+can start from an empty database without touching braid's keys). ``write_source`` writes
+that Parquet file, which braid's materialize side reads too. Feast is imported inside the
+functions that use it, so the rest of the benchmark runs without it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 FEATURES = ["bench:a", "bench:b", "bench:c"]
+
+
+def write_source(root: Path, rows: pa.Table) -> Path:
+    """The benchmark's rows (``user_id``, ``_ts`` epoch ms, ``a``, ``b``, ``c``) as the Parquet
+    event source both materializes read: ``<root>/data/rows.parquet`` with ``ts`` in ms, UTC."""
+    path = root / "data" / "rows.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    events = pa.table({"user_id": rows.column("user_id"),
+                       "ts": rows.column("_ts").cast(pa.timestamp("ms", tz="UTC")),
+                       "a": rows.column("a"), "b": rows.column("b"), "c": rows.column("c")})
+    pq.write_table(events, path)
+    return path
 
 
 def feast_online_store(root: Path, parquet: Path, port: int, db: int) -> Any:
