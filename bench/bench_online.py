@@ -57,6 +57,8 @@ WINDOWS = ["10m", "1h", "24h", "7d"]
 FUNCS = ["count", "sum", "mean", "max", "stddev"]
 # --feast: each materialize writes its own logical database (flushed before each round).
 FEAST_DB, BRAID_DB, RAW_DB = 1, 2, 3
+# The entities read: 7 alone, then 100 spread over the first 1,300 ids.
+SAMPLE_IDS = [7] + [i * 13 for i in range(100)]
 # braid's view over the Parquet Feast reads too: the 3 projections of ``make_plan``'s view.
 BRAID_DEFS = """
 from braid.definitions import BatchSource, Entity, Feature, FeatureView
@@ -270,6 +272,11 @@ def compare_materialize(root: Path, port: int, fs: Any, rows: pa.Table, rounds: 
                 print(f"{side} materialize failed: {type(e).__name__}: {e}")
                 return False
     written = ", ".join(f"{side} {db.dbsize():,}" for side, db in dbs.items())
+    plan = repo.plan("bench")
+    mine = OnlineReader(braid_db, {f"bench:{f}": (plan, f) for f in ("a", "b", "c")})
+    sample = [{"user_id": i} for i in SAMPLE_IDS]
+    agree = feast_repo.agreement(mine.read(sample, NOW).to_dict(),
+                                 feast_repo.feast_read(fs, sample)())
     braid_db.close()
     raw, bm, fm = (rows.num_rows / statistics.median(times[side]) for side in sides)
     print(f"materialize {rows.num_rows:,} rows: median of {rounds} rounds, each into an empty "
@@ -279,6 +286,7 @@ def compare_materialize(root: Path, port: int, fs: Any, rows: pa.Table, rounds: 
           "(reads braid's offline store with DuckDB, then write_rows)\n"
           f"  Feast materialize  {fm:>10,.0f} rows/s  {fm / raw:5.2f}x raw  "
           f"braid/Feast {bm / fm:5.2f}x  (reads the Parquet source with its file store)")
+    print(f"  materialized values, braid vs Feast on {len(sample)} entities: {agree}")
     return True
 
 
@@ -332,12 +340,11 @@ def read_projections(store: RedisOnlineStore, plan: ViewPlan, port: int, iters: 
     prefix = key_prefix(plan)
     proj = OnlineReader(store, {f"bench:{f}": (plan, f) for f in ("a", "b", "c")})
     fields = ["_ts", "f:a", "f:b", "f:c"]
-    one = [{"user_id": 7}]
-    rows = [{"user_id": i * 13} for i in range(100)]
+    one, rows = [{"user_id": SAMPLE_IDS[0]}], [{"user_id": i} for i in SAMPLE_IDS[1:]]
     feast1 = feast100 = None
     if fs is not None:
         feast1, feast100 = feast_repo.feast_read(fs, one), feast_repo.feast_read(fs, rows)
-        print("Feast vs braid on the 101 sampled entities:", feast_repo.agreement(
+        print(f"read values, braid vs Feast on {len(SAMPLE_IDS)} entities:", feast_repo.agreement(
             proj.read(one + rows, NOW).to_dict(), feast_repo.feast_read(fs, one + rows)()))
     compare("1 entity x 3 projections", iters,
             lambda: client.hmget(f"{prefix}7}}", fields),
