@@ -327,7 +327,7 @@ def run(port: int, root: Path, args: argparse.Namespace) -> None:
         fs = None
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; redis-py parser: "
           f"{'hiredis' if HIREDIS_AVAILABLE else 'pure Python (hiredis not installed)'} "
-          "(braid, raw and Feast use the same redis-py)")
+          "(braid, raw and Feast all read through redis-py)")
     read_projections(store, plan, port, args.iters, fs)
     read_windows(store, plan, port, args, args.feast)
     store.close()
