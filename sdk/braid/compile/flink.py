@@ -27,6 +27,8 @@ from braid.compile.duckdb import TILE_START, tile_start_expr
 from braid.compile.events import events_select
 from braid.compile.flink_dialect import (
     FLINK,
+    EVENT_TIME_ERROR_UDF,
+    EVENT_TIME_UDF,
     FLINK_TYPES,
     LATEST_UDAF,
     WELFORD_UDAF,
@@ -47,10 +49,12 @@ from braid.timeutil import DAY
 
 HOP = "hop"
 
-#: Java classes of braid's UDAFs (sources in braid_streaming/flink/java).
+#: Java classes of braid's UDAFs and UDFs (sources in braid_streaming/flink/java).
 UDAF_CLASSES: dict[str, str] = {
     LATEST_UDAF: "dev.braid.flink.Latest",
     WELFORD_UDAF: "dev.braid.flink.Welford",
+    EVENT_TIME_UDF: "dev.braid.flink.EventTime",
+    EVENT_TIME_ERROR_UDF: "dev.braid.flink.EventTimeError",
 }
 
 
@@ -60,7 +64,7 @@ class FlinkJob:
 
     Attributes:
         settings: job configuration (``SET 'key' = 'value'``).
-        functions: ``CREATE TEMPORARY FUNCTION`` statements of braid's UDAFs.
+        functions: ``CREATE TEMPORARY FUNCTION`` statements of braid's UDAFs and UDFs.
         tables: ``CREATE TABLE`` statements (sources and sinks).
         views: ``CREATE TEMPORARY VIEW`` statements (validation, lateness).
         inserts: the ``INSERT INTO`` statements of the one statement set.

@@ -72,6 +72,10 @@ class Flink(Hive):
 #: braid's UDAF names in Flink (Java classes in ``braid_streaming/flink/java``).
 LATEST_UDAF = "braid_latest"
 WELFORD_UDAF = "braid_welford"
+#: braid's scalar UDFs reading an event time like the embedded runner: epoch ms, or the
+#: dead-letter reason (``wrong_type``, ``naive_timestamp``).
+EVENT_TIME_UDF = "braid_event_time"
+EVENT_TIME_ERROR_UDF = "braid_event_time_error"
 
 #: Flink renders with braid UDAFs for ``last`` (LAST_VALUE is arrival order) and var/stddev
 #: (VAR_POP is a sum of squares), see STACK.md.

@@ -12,14 +12,20 @@ Per source ``s`` the compiler emits (DESIGN §4.0, §4.4, §4.5, §7 "Flink"):
 * ``s__typed``: typed columns and the first failing ``reason``: ``malformed_json`` (not a JSON
   object), ``missing_field`` (an entity key or the event time absent or null), ``wrong_type``
   (a present value of another JSON type, e.g. ``1.5`` or ``"1"`` for an int64, or out of the
-  int64 range), ``non_finite`` (a float overflowing to +-inf; NaN is not JSON), ``future``
-  (event time > Kafka record timestamp + ``max_future_skew``).
+  int64 range), ``naive_timestamp`` (an ISO-8601 time without a zone), ``non_finite`` (a
+  float overflowing to +-inf; NaN is not JSON), ``future`` (event time > Kafka record
+  timestamp + ``max_future_skew``).
 * ``s__ordered``: the valid rows with ``M``, the running max event time of their partition.
 * ``s__events``: the rows that are not late. Every view of the source reads it.
 
-Timestamps in events are **epoch milliseconds** (JSON integers). ISO-8601 strings are
-dead-lettered as ``wrong_type``: braid's producer (``push``, the Log) normalises to epoch ms
-where data enters (DESIGN §4.0), so the Flink job parses one format.
+Times (the event time, the created time and every timestamp column) are read as the embedded
+runner reads them (``parse_time`` in ``braid_streaming/ingest.py``), so both engines accept,
+refuse and name the same events (DESIGN §4.8): a JSON integer is epoch milliseconds (outside
+int64: ``wrong_type``); a string is ISO-8601 with a zone as Python 3.11's
+``datetime.fromisoformat`` reads it (e.g. ``"2026-01-01T00:00:00+02:00"``), floored to the
+millisecond; a zoneless one is ``naive_timestamp``; anything else ``wrong_type``. Flink SQL
+has no such parser, so braid's Java UDFs ``braid_event_time`` (epoch ms or NULL) and
+``braid_event_time_error`` (the reason or NULL) do it, from the value's JSON text and string.
 
 The ``future`` check compares against the Kafka record timestamp, a property of the log, so a
 replay decides the same way; with CreateTime topics written by braid's producer (record
@@ -41,6 +47,8 @@ from sqlglot import exp
 
 from braid.compile.algebra_sql import col, lit
 from braid.compile.flink_dialect import (
+    EVENT_TIME_ERROR_UDF,
+    EVENT_TIME_UDF,
     FLINK_TYPES,
     IsJsonObject,
     JsonQueryWrapped,
@@ -53,7 +61,8 @@ from braid.errors import DefinitionError
 from braid.plan import SourcePlan
 
 #: Dead-letter reasons produced in SQL.
-REASONS = ("malformed_json", "missing_field", "wrong_type", "non_finite", "future", "late")
+REASONS = ("malformed_json", "missing_field", "wrong_type", "naive_timestamp", "non_finite",
+           "future", "late")
 
 PAYLOAD = "_k_payload"
 PARTITION = "_k_partition"
@@ -140,6 +149,21 @@ def _regexp(e: exp.Expr, pattern: str) -> exp.Expr:
 
 def _try_cast(e: exp.Expr, flink_type: str) -> exp.Expr:
     return exp.TryCast(this=e, to=exp.DataType.build(flink_type))
+
+
+def _time_args(name: str) -> list[exp.Expr]:
+    return [col(f"_q__{name}"), col(f"_s__{name}")]
+
+
+def _time_value(name: str) -> exp.Expr:
+    """Epoch ms of time column ``name``, NULL when absent or refused (Java UDF)."""
+    return exp.Anonymous(this=EVENT_TIME_UDF, expressions=_time_args(name))
+
+
+def _time_error(name: str, reason: str) -> exp.Expr:
+    """Time column ``name`` is refused for ``reason`` (NULL, i.e. not true, when absent)."""
+    call = exp.Anonymous(this=EVENT_TIME_ERROR_UDF, expressions=_time_args(name))
+    return exp.EQ(this=call, expression=exp.Literal.string(reason))
 
 
 @dataclass(frozen=True)
@@ -272,6 +296,13 @@ class SourceSQL:
             v = _try_cast(s, FLINK_TYPES[dtype])
         return exp.Case(ifs=[exp.If(this=SourceSQL.type_ok(dtype, name), true=v)])
 
+    def time_columns(self) -> list[str]:
+        """Columns read as times (epoch ms or zoned ISO-8601), in schema order: the event
+        time, the created time and every timestamp column, as the embedded runner reads them."""
+        src = self.source
+        named = {src.timestamp_field, src.created_field}
+        return [c for c, t in src.schema if c in named or t == DType.TIMESTAMP]
+
     def required(self) -> list[str]:
         """Columns that must be present: the event time and the entity keys of every view
         reading the source (validation is shared by the views, so a record missing any view's
@@ -281,16 +312,18 @@ class SourceSQL:
     def typed_query(self) -> exp.Select:
         """Typed columns plus the first failing dead-letter reason (NULL when valid)."""
         src = self.source
-        schema = src.columns
         required = self.required()
-        wrong = [exp.And(this=_not_null(col(f"_q__{c}")),
-                         expression=exp.Not(this=self.type_ok(t, c)))
+        times = self.time_columns()
+        wrong = [_time_error(c, "wrong_type") if c in times
+                 else exp.And(this=_not_null(col(f"_q__{c}")),
+                              expression=exp.Not(this=self.type_ok(t, c)))
                  for c, t in src.schema]
-        ts = self.value(schema[src.timestamp_field], src.timestamp_field)
+        ts = _time_value(src.timestamp_field)
         checks: list[tuple[exp.Expr, str]] = [
             (exp.Not(this=exp.Paren(this=col("_k_ok"))), "malformed_json"),
             (_or([_is_null(col(f"_q__{c}")) for c in required]), "missing_field"),
             (_or(wrong), "wrong_type"),
+            (_or([_time_error(c, "naive_timestamp") for c in times]), "naive_timestamp"),
         ]
         floats = [self.value(t, c) for c, t in src.schema if t == DType.FLOAT64]
         if floats:
@@ -303,7 +336,8 @@ class SourceSQL:
         checks.append((future, "future"))
         reason = exp.Case(ifs=[exp.If(this=c, true=exp.Literal.string(r)) for c, r in checks])
         cols: list[exp.Expr] = [col(m) for m in _META]
-        cols += [exp.alias_(self.value(t, c), c, quoted=True) for c, t in src.schema]
+        cols += [exp.alias_(_time_value(c) if c in times else self.value(t, c), c, quoted=True)
+                 for c, t in src.schema]
         cols.append(exp.alias_(reason, REASON, quoted=True))
         return exp.select(*cols).from_(_table(self.view("json")))
 
