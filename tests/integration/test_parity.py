@@ -13,10 +13,17 @@ import pytest
 from click.testing import CliRunner
 
 from braid.online import SqliteOnlineStore
+from braid_streaming.ingest import parse_time
 from braid_streaming.parity import run_parity
 from braid_streaming.parity.compare import EngineResult, compare_tiles
 from braid_streaming.parity.engines import duckdb_tiles, runner_tiles, unique_names
-from braid_streaming.parity.events import PARTITIONS, accepted, generate_log, parity_plan
+from braid_streaming.parity.events import (
+    PARTITIONS,
+    accepted,
+    generate_log,
+    parity_plan,
+    refused,
+)
 from tests.kafka_fixtures import Broker
 
 
@@ -31,6 +38,17 @@ def test_the_log_is_adversarial() -> None:
     amounts = {r["amount"] for r in rows}
     assert {1e16, -1e16, 1.0, 3.0} <= amounts and None in amounts
     assert any(isinstance(a, float) and 1e9 - 10 < a < 1e9 + 10 for a in amounts)
+    # event times as epoch ms, zoned ISO-8601 in several spellings, and one zoneless
+    texts = [e.time_text for e in log if e.time_text is not None and e.reason is None]
+    assert len(texts) > len(log) // 10
+    assert {t[-1] for t in texts} >= {"Z"} and any("+02:00" in t for t in texts)
+    assert any("-05:30" in t for t in texts) and any(" " in t and "+0545" in t for t in texts)
+    assert all(parse_time(t, "ts") == e.row["ts"] for e in log
+               if (t := e.time_text) is not None and e.reason is None)
+    naive = [e for e in log if e.reason is not None]
+    assert [e.reason for e in naive] == ["naive_timestamp"]
+    assert refused(log) == ({("late", e.partition, e.offset) for e in log if e.late}
+                            | {("naive_timestamp", naive[0].partition, naive[0].offset)})
 
 
 def test_a_changed_tile_is_a_mismatch_and_the_runner_has_none() -> None:
@@ -50,7 +68,9 @@ def test_a_changed_tile_is_a_mismatch_and_the_runner_has_none() -> None:
     assert result.mismatches == [] and result.tiles == len(base) == len(run.tiles)
     assert run.batches >= -(-len(log) // 37)  # many micro-batches, ranges cut mid-partition
     assert run.late_letters == {(e.partition, e.offset) for e in log if e.late}
-    assert run.other_letters == [] and run.problems == []
+    naive = next(e for e in log if e.reason is not None)
+    assert run.other_letters == {("naive_timestamp", naive.partition, naive.offset)}
+    assert run.problems == []
     ends = {p: sum(e.partition == p for e in log) for p in range(PARTITIONS)}
     assert run.offsets == run.ends == ends
 
@@ -90,7 +110,7 @@ def test_verify_parity_command_runs_the_embedded_runner(tmp_path: Path) -> None:
     lines = result.output.splitlines()
     duck = next(x for x in lines if x.strip().startswith("duckdb"))
     runner = next(x for x in lines if x.strip().startswith("runner"))
-    assert "OK (embedded runner:" in runner and "14 late dead letters" in runner
+    assert "OK (embedded runner:" in runner and "14 late dead letters, 1 refused" in runner
     assert int(duck.split()[1]) == int(runner.split()[1]) == 66  # every tile, both engines
     assert "MISMATCH" not in result.output
 

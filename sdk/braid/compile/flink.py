@@ -26,9 +26,9 @@ from braid.compile import algebra_sql as A
 from braid.compile.duckdb import TILE_START, tile_start_expr
 from braid.compile.events import events_select
 from braid.compile.flink_dialect import (
-    FLINK,
     EVENT_TIME_ERROR_UDF,
     EVENT_TIME_UDF,
+    FLINK,
     FLINK_TYPES,
     LATEST_UDAF,
     WELFORD_UDAF,

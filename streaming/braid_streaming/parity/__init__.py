@@ -5,8 +5,9 @@ tile and sampled feature values compared under DESIGN §4.8.
 Engines: ``duckdb`` (the baseline), ``runner`` (the embedded runner, ``StreamRunner``, on a
 temporary repository: local log, SQLite online store; ``stream`` is accepted as an alias) and
 ``flink`` (a bounded Flink run against Kafka). Besides its tiles, the runner leg is checked
-for its dead letters (exactly the log's late events, by partition and offset) and its final
-offsets (the end of every partition).
+for its dead letters (exactly the log's late events and its one zoneless event time, by
+reason, partition and offset) and its final offsets (the end of every partition); the Flink
+leg for its dead letters too.
 
 Example:
     >>> report = run_parity(["duckdb", "runner", "flink"], bootstrap="127.0.0.1:9092")
@@ -29,11 +30,18 @@ from braid_streaming.parity.engines import (
     ParityError,
     RunnerRun,
     duckdb_tiles,
+    flink_dead_letters,
     flink_tiles,
     runner_tiles,
     unique_names,
 )
-from braid_streaming.parity.events import LogEvent, accepted, generate_log, parity_plan
+from braid_streaming.parity.events import (
+    LogEvent,
+    accepted,
+    generate_log,
+    parity_plan,
+    refused,
+)
 
 ENGINES = ("duckdb", "runner", "flink")
 #: Older engine names still accepted on the command line.
@@ -68,23 +76,31 @@ class ParityReport:
         return "\n".join(lines)
 
 
+def _check_letters(engine: str, got: set[tuple[str, int, int]], log: list[LogEvent],
+                   result: EngineResult) -> None:
+    """The engine dead-lettered exactly the log's late and refused events, for the same
+    reasons (late by DESIGN 4.4; a zoneless time as ``naive_timestamp``)."""
+    want = refused(log)
+    for reason, p, o in sorted(want - got):
+        result.mismatches.append(f"{engine}: event at partition {p} offset {o} has no dead "
+                                 f"letter {reason!r}")
+    for reason, p, o in sorted(got - want):
+        result.mismatches.append(f"{engine}: unexpected dead letter {reason!r} for partition "
+                                 f"{p} offset {o}")
+
+
 def _check_runner(run: RunnerRun, log: list[LogEvent], result: EngineResult) -> None:
-    """The runner's side effects parity can pin: late dead letters and final offsets."""
-    late = {(e.partition, e.offset) for e in log if e.late}
-    for p, o in sorted(late - run.late_letters):
-        result.mismatches.append(f"runner: late event at partition {p} offset {o} has no "
-                                 "dead letter")
-    for p, o in sorted(run.late_letters - late):
-        result.mismatches.append(f"runner: dead letter 'late' for partition {p} offset {o}, "
-                                 "which is on time by DESIGN 4.4")
-    result.mismatches += [f"runner: unexpected dead letter {d}" for d in run.other_letters]
+    """The runner's side effects parity can pin: dead letters and final offsets."""
+    letters = {("late", p, o) for p, o in run.late_letters} | run.other_letters
+    _check_letters("runner", letters, log, result)
     if run.offsets != run.ends:
         result.mismatches.append(f"runner: committed offsets {run.offsets} != log end "
                                  f"{run.ends}")
     result.mismatches += [f"runner: {p}" for p in run.problems]
     pruned = f", {run.pruned} pruned by GC and compared at their last write" if run.pruned else ""
     result.note = (f" (embedded runner: {run.batches} batches of <= {RUNNER_BATCH} records, "
-                   f"{len(run.late_letters)} late dead letters, stream owns all tiles{pruned})")
+                   f"{len(run.late_letters)} late dead letters, {len(run.other_letters)} refused, "
+                   f"stream owns all tiles{pruned})")
 
 
 def run_parity(engines: Sequence[str] = ENGINES, bootstrap: str | None = None,
@@ -124,6 +140,7 @@ def run_parity(engines: Sequence[str] = ENGINES, bootstrap: str | None = None,
         else:
             assert bootstrap is not None
             tiles = flink_tiles(plan, log, bootstrap)
+            _check_letters("flink", flink_dead_letters(plan, bootstrap), log, result)
         if engine != "duckdb":
             compare_tiles(plan, base, tiles, events, result)
         else:

@@ -7,7 +7,8 @@
   in the same partitions and offsets; its tiles are read back from the SQLite online store
   with the online encoding (:class:`~braid.online.encoding.TileCodec`).
 * :func:`flink_tiles`: a bounded Flink run against Kafka, tiles read back from the upsert
-  topic with braid's Log (last state per key wins). No row passes through py4j.
+  topic with braid's Log (last state per key wins), and :func:`flink_dead_letters` from its
+  dead-letter topic. No row passes through py4j.
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ class RunnerRun:
     tiles: TileMap
     #: (partition, offset) of every dead letter with reason ``late``.
     late_letters: set[tuple[int, int]] = field(default_factory=set)
-    #: dead letters with any other reason (the parity log is all valid: none expected).
-    other_letters: list[str] = field(default_factory=list)
+    #: (reason, partition, offset) of the source's dead letters with any other reason.
+    other_letters: set[tuple[str, int, int]] = field(default_factory=set)
     offsets: dict[int, int] = field(default_factory=dict)
     ends: dict[int, int] = field(default_factory=dict)
     batches: int = 0
@@ -206,12 +207,14 @@ def runner_tiles(plan: ViewPlan, log: list[LogEvent], batch_records: int = 37) -
                 for part, end in local.end_offsets(dlq).items():
                     for r in local.read_range(dlq, part, 0, end):
                         letter = orjson.loads(r.value or b"{}")
-                        if letter.get("reason") == "late" and letter.get("topic") == topic:
-                            out.late_letters.add((letter["partition"], letter["offset"]))
+                        where = (letter.get("partition"), letter.get("offset"))
+                        if letter.get("topic") != topic:
+                            out.problems.append(f"dead letter {letter.get('reason')} from "
+                                                f"topic {letter.get('topic')!r}")
+                        elif letter.get("reason") == "late":
+                            out.late_letters.add(where)
                         else:
-                            out.other_letters.append(
-                                f"{letter.get('reason')} at {letter.get('topic')}/"
-                                f"{letter.get('partition')}/{letter.get('offset')}")
+                            out.other_letters.add((letter.get("reason"), *where))
         finally:
             fs.online.close()
             fs.registry.close()
@@ -260,6 +263,23 @@ def flink_tiles(plan: ViewPlan, log: list[LogEvent], bootstrap: str,
                 value = orjson.loads(r.value)
                 out[tile] = {c: value.get(c) for p in plan.partials_for_hop(tile[1])
                              for c in p.columns}
+    return out
+
+
+def flink_dead_letters(plan: ViewPlan, bootstrap: str) -> set[tuple[str, int, int]]:
+    """(reason, partition, offset) of the dead letters a :func:`flink_tiles` run wrote for
+    the view's source (the sink is at-least-once: a letter may be written twice)."""
+    from braid.compile.flink_source import dlq_topic
+    from braid_streaming.log import ConfluentLog
+
+    out: set[tuple[str, int, int]] = set()
+    with ConfluentLog(bootstrap) as kafka:
+        topic = dlq_topic(plan.project)
+        for part, end in kafka.end_offsets(topic).items():
+            for r in kafka.read_range(topic, part, 0, end):
+                letter = orjson.loads(r.value or b"{}")
+                if letter.get("topic") == plan.source.topic:
+                    out.add((letter["reason"], letter["partition"], letter["offset"]))
     return out
 
 

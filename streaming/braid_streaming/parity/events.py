@@ -2,10 +2,16 @@
 command"): one view with every function at two hops, and a seeded log over a fixed number of
 partitions holding out-of-order and late events, duplicate timestamps, cancellation
 (``[1e16, 1, -1e16, 3]``) and large-offset (``1e9 + N(0, 1)``) values and NULLs.
+
+Event times are written as epoch ms, and every fifth event as ISO-8601 with a zone (offsets
+``Z``, ``+02:00``, ``-05:30``, ``+0545``, a space separator, microseconds that floor to the
+ms); one record in the middle of partition 0 has a zoneless time, which every streaming
+engine dead-letters as ``naive_timestamp``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 from dataclasses import dataclass
@@ -56,10 +62,39 @@ class LogEvent:
     offset: int
     row: dict[str, Any]
     late: bool
+    #: the event time as written in the payload when not epoch ms (ISO-8601)
+    time_text: str | None = None
+    #: the dead-letter reason every streaming engine must give it (None: valid)
+    reason: str | None = None
 
     @property
     def payload(self) -> bytes:
-        return json.dumps(self.row).encode()
+        row = self.row if self.time_text is None else {**self.row, "ts": self.time_text}
+        return json.dumps(row).encode()
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_ZONES = [dt.timedelta(0), dt.timedelta(hours=2), -dt.timedelta(hours=5, minutes=30),
+          dt.timedelta(hours=5, minutes=45)]
+
+
+def iso_time(ms: int, i: int) -> str:
+    """Epoch ms ``ms`` as zoned ISO-8601, in the ``i``-th of a few spellings; the extra
+    microseconds floor back to ``ms``."""
+    zone = _ZONES[i % len(_ZONES)]
+    local = (_EPOCH + dt.timedelta(milliseconds=ms, microseconds=i % 1000)).astimezone(
+        dt.timezone(zone))
+    text = local.isoformat(timespec="microseconds")
+    if zone == dt.timedelta(0):
+        return text.replace("+00:00", "Z")
+    if zone == _ZONES[3]:
+        return text.replace("T", " ").replace("+05:45", "+0545")
+    return text
+
+
+def naive_time(ms: int) -> str:
+    """Epoch ms ``ms`` as ISO-8601 without a zone (dead-lettered: ``naive_timestamp``)."""
+    return (_EPOCH + dt.timedelta(milliseconds=ms)).replace(tzinfo=None).isoformat()
 
 
 def _amount(rng: random.Random, user: int, i: int) -> float | None:
@@ -92,16 +127,31 @@ def generate_log(n_events: int = 400, seed: int = 7) -> list[LogEvent]:
         row: dict[str, Any] = {"user_id": user, "ts": ts, "amount": _amount(rng, user, i),
                "country": rng.choice(["FR", "DE", "US", "ZZ"])}
         per_part[p].append(row)
+    naive = len(per_part[0]) // 2  # a zoneless time: refused, so it never moves M
     out: list[LogEvent] = []
     for p, rows in per_part.items():
         top: int | None = None
-        for o, row in enumerate(rows):
+        o = 0
+        for j, row in enumerate(rows):
+            if p == 0 and j == naive:
+                out.append(LogEvent(p, o, dict(row), False, naive_time(row["ts"]),
+                                    "naive_timestamp"))
+                o += 1
             late = top is not None and row["ts"] < top - LATENESS
             top = row["ts"] if top is None else max(top, row["ts"])
-            out.append(LogEvent(p, o, row, late))
+            text = iso_time(row["ts"], o) if o % 5 == 1 else None
+            out.append(LogEvent(p, o, row, late, text))
+            o += 1
     return out
 
 
 def accepted(log: list[LogEvent]) -> list[dict[str, Any]]:
-    """The events every engine aggregates: the log minus the late ones."""
-    return [e.row for e in log if not e.late]
+    """The events every engine aggregates: the log minus the late and refused ones."""
+    return [e.row for e in log if not e.late and e.reason is None]
+
+
+def refused(log: list[LogEvent]) -> set[tuple[str, int, int]]:
+    """(reason, partition, offset) of every dead letter the log must give: late and
+    refused events."""
+    return {("late" if e.late else e.reason or "", e.partition, e.offset)
+            for e in log if e.late or e.reason is not None}
