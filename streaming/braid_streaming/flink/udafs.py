@@ -1,4 +1,5 @@
-"""braid's Flink UDAFs: Java sources shipped with braid, compiled once per machine with javac.
+"""braid's Flink UDAFs (and the event-time UDFs): Java sources shipped with braid, compiled once
+per machine with javac.
 
 Why Java, not Python UDAFs: a Python UDAF works on PyFlink 2.0.0 but starts a Python worker
 (13.7 s for a tiny bounded job, STACK.md); the Java classes run inside the JVM. The sources
@@ -8,7 +9,9 @@ covers the sources and the PyFlink version), so the first run pays ~1-2 s and la
 
 Registration: the jar goes on ``pipeline.jars`` and the job's
 ``CREATE TEMPORARY FUNCTION braid_latest AS 'dev.braid.flink.Latest' LANGUAGE JAVA``
-statements (emitted by :mod:`braid.compile.flink`) name the classes.
+statements (emitted by :mod:`braid.compile.flink`) name the classes. ``braid_event_time`` and
+``braid_event_time_error`` (``EventTime``, ``EventTimeError``) read event times as the embedded
+runner does (:mod:`braid.compile.flink_source`).
 """
 
 from __future__ import annotations
