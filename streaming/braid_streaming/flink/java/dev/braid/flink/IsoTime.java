@@ -50,7 +50,7 @@ final class IsoTime {
         if (json == null) {
             return null;
         }
-        if (json.matches("\\[-?[0-9]+\\]")) {
+        if (isInteger(json)) {
             try {
                 return ok(Long.parseLong(json.substring(1, json.length() - 1)));
             } catch (NumberFormatException outsideInt64) {
@@ -61,6 +61,25 @@ final class IsoTime {
             return new Reader(text.codePoints().toArray()).dateTime();
         }
         return refused(WRONG_TYPE);
+    }
+
+    /** {@code json} is {@code [-?[0-9]+]}: a JSON integer in Flink's array wrapper. */
+    private static boolean isInteger(String json) {
+        int n = json.length();
+        if (n < 3 || json.charAt(0) != '[' || json.charAt(n - 1) != ']') {
+            return false;
+        }
+        int i = json.charAt(1) == '-' ? 2 : 1;
+        if (i == n - 1) {
+            return false;
+        }
+        for (; i < n - 1; i++) {
+            char c = json.charAt(i);
+            if (c < '0' || c > '9') {
+                return false;
+            }
+        }
+        return true;
     }
 
     private static IsoTime ok(long millis) {
