@@ -60,6 +60,11 @@ def escape_key_part(value: str) -> str:
 
 def encode_keys(plan: ViewPlan, table: pa.Table) -> list[str]:
     """The store key of every row of ``table`` (which holds the view's join-key columns)."""
+    return key_array(plan, table).to_pylist()  # type: ignore[no-any-return]
+
+
+def key_array(plan: ViewPlan, table: pa.Table) -> pa.Array:
+    """:func:`encode_keys` as an Arrow string array (the vectorized write paths use it)."""
     parts: list[pa.Array] = []
     for name, dtype in plan.entity_keys:
         if name not in table.column_names:
@@ -72,8 +77,8 @@ def encode_keys(plan: ViewPlan, table: pa.Table) -> list[str]:
                 col = pc.replace_substring(col, old, "\\" + old)
         parts.append(pc.cast(col, pa.string()))
     joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, ":")
-    keys = pc.binary_join_element_wise(key_prefix(plan), joined, "}", "")
-    return keys.to_pylist()  # type: ignore[no-any-return]
+    out: pa.Array = pc.binary_join_element_wise(key_prefix(plan), joined, "}", "")
+    return out
 
 
 # ------------------------------------------------------------------------------ values
@@ -186,6 +191,10 @@ class TileCodec:
 
     def encode_table(self, table: pa.Table) -> list[str]:
         """Tile values of every row (partial columns named ``PartialPlan.columns``)."""
+        return self.encode_array(table).to_pylist()  # type: ignore[no-any-return]
+
+    def encode_array(self, table: pa.Table) -> pa.Array:
+        """:meth:`encode_table` as an Arrow string array."""
         cols: list[pa.Array] = []
         for p in self.partials:
             for name, dtype in zip(p.columns, p.field_types, strict=True):
@@ -194,8 +203,9 @@ class TileCodec:
                 text = encode_column(table.column(name), dtype, tile=True)
                 cols.append(pc.fill_null(text, ""))
         if len(cols) == 1:
-            return cols[0].to_pylist()  # type: ignore[no-any-return]
-        return pc.binary_join_element_wise(*cols, ",").to_pylist()  # type: ignore[no-any-return]
+            return cols[0]
+        out: pa.Array = pc.binary_join_element_wise(*cols, ",")
+        return out
 
     def encode(self, partials: Sequence[Partial]) -> str:
         """The tile value of python partials (``None`` = empty partial)."""

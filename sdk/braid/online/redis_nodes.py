@@ -1,0 +1,153 @@
+"""The Redis server(s) behind an online store URL: one server, or a Redis Cluster.
+
+``redis://host:port/db`` (or ``rediss://``, ``unix://``) is one server. ``redis+cluster://host:
+port`` (``rediss+cluster://`` with TLS) is a Redis Cluster reached through any of its nodes;
+the client discovers the others. Keys are hash-tagged on the entity (DESIGN §6), so every key
+of one entity lives in one slot, and a multi-key script call is valid on a cluster as long as
+its keys share a slot: :meth:`RedisNodes.chunks` cuts calls that way (on one server it only
+bounds their size). :meth:`RedisNodes.execute` sends pre-packed commands pipelined, one write
+and one read per node, all nodes written before any is read, so a batch costs one round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: URL schemes of a Redis Cluster, mapped to the scheme redis-py expects.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+#: Attempts for commands a cluster redirects (MOVED, ASK, TRYAGAIN, CLUSTERDOWN).
+REDIRECT_ATTEMPTS = 5
+
+
+class Script:
+    """A Lua script called by its SHA1; loaded on a node the first time the node lacks it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+
+Command = tuple[int, Sequence[bytes | memoryview]]  # (hash slot, packed bytes)
+
+
+class RedisNodes:
+    """Routes packed commands to the node that serves their keys' slot and runs them."""
+
+    def __init__(self, url: str, **client_options: Any) -> None:
+        import redis  # imported here so `import braid` never needs redis
+
+        self.url = url
+        self.errors = redis.exceptions
+        scheme, _, rest = url.partition("://")
+        self.cluster = scheme in CLUSTER_SCHEMES
+        self.client: Any
+        if self.cluster:
+            from redis.cluster import RedisCluster
+
+            self.client = RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}",
+                                                **client_options)
+        else:
+            self.client = redis.Redis.from_url(url, **client_options)
+
+    def slots(self, keys: Sequence[str]) -> np.ndarray:
+        """The cluster hash slot of every key (all 0 on one server)."""
+        if not self.cluster:
+            return np.zeros(len(keys), np.int64)
+        from redis.crc import key_slot
+
+        return np.fromiter((key_slot(k.encode()) for k in keys), np.int64, len(keys))
+
+    def chunks(self, slots: np.ndarray | None, n: int, size: int) -> list[tuple[int, int, int]]:
+        """Cut ``n`` consecutive units (grouped by slot beforehand) into ``(slot, lo, hi)``
+        runs of at most ``size`` units, each within one slot."""
+        if slots is None or not self.cluster:
+            return [(0, lo, min(lo + size, n)) for lo in range(0, n, size)]
+        edges = [0, *(np.flatnonzero(slots[1:] != slots[:-1]) + 1).tolist(), n]
+        out = []
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
+            out += [(int(slots[a]), lo, min(lo + size, b)) for lo in range(a, b, size)]
+        return out
+
+    # ------------------------------------------------------------------ execution
+
+    def _target(self, slot: int) -> Any:
+        """The redis-py client of the node serving ``slot`` (the client itself on one server)."""
+        if not self.cluster:
+            return self.client
+        node = self.client.nodes_manager.get_node_from_slot(slot)
+        return self.client.get_redis_connection(node)
+
+    def execute(self, commands: Sequence[Command], script: Script | None = None) -> list[Any]:
+        """Run packed commands, pipelined per node; returns the replies in order, a
+        ``ResponseError`` standing in for a failed command. A command refused because the node
+        lacks ``script`` (NOSCRIPT) or because the cluster moved its slot is sent again after
+        the script is loaded or the slot map refreshed; either leaves the command unapplied."""
+        out: list[Any] = [None] * len(commands)
+        todo = list(range(len(commands)))
+        for attempt in range(REDIRECT_ATTEMPTS):
+            redo, moved = self._round(commands, todo, out, script)
+            if not redo:
+                return out
+            if moved:
+                time.sleep(0.05 * attempt)
+                self.client.nodes_manager.initialize()
+            todo = redo
+        for i in todo:
+            out[i] = self.errors.ResponseError(
+                f"the cluster kept redirecting a command after {REDIRECT_ATTEMPTS} attempts")
+        return out
+
+    def _round(self, commands: Sequence[Command], todo: list[int], out: list[Any],
+               script: Script | None) -> tuple[list[int], bool]:
+        by_node: dict[int, tuple[Any, list[int]]] = {}
+        for i in todo:
+            target = self._target(commands[i][0])
+            by_node.setdefault(id(target), (target, []))[1].append(i)
+        sent: list[tuple[Any, Any, list[int]]] = []
+        redo: list[int] = []
+        moved = False
+        e = self.errors
+        try:
+            for target, idx in by_node.values():
+                pool = target.connection_pool
+                conn = _connection(pool)
+                sent.append((target, conn, idx))
+                conn.send_packed_command([b"".join(p for i in idx for p in commands[i][1])])
+            for target, conn, idx in sent:
+                missing = False
+                for i in idx:
+                    try:
+                        out[i] = conn.read_response()
+                    except e.NoScriptError:
+                        redo.append(i)
+                        missing = True
+                    except (e.MovedError, e.AskError, e.TryAgainError, e.ClusterDownError):
+                        redo.append(i)
+                        moved = True
+                    except e.ResponseError as err:
+                        out[i] = err
+                if missing and script is not None:
+                    target.script_load(script.text)
+        except BaseException:
+            for _, conn, _ in sent:
+                conn.disconnect()  # replies may be pending: never reuse this connection
+            raise
+        finally:
+            for target, conn, _ in sent:
+                target.connection_pool.release(conn)
+        return sorted(redo), moved
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _connection(pool: Any) -> Any:
+    try:
+        return pool.get_connection()
+    except TypeError:  # redis-py before 5.3 wants a command name
+        return pool.get_connection("EVALSHA")
