@@ -4,8 +4,16 @@ Traps handled here (DESIGN §5): ``tostring`` keeps 14 digits, so floats are wri
 shortest of ``%.15g``/``%.16g``/``%.17g`` that parses back to the same double; a float
 returned to the client is truncated to an integer, so scripts return only integers; and
 ``HINCRBYFLOAT`` rounds through long double, so it is never used. int64 values are kept as
-decimal strings: they are compared as strings and added with exact decimal arithmetic
-(doubles are exact only below 2^53), with overflow refused as DESIGN §4.3 requires.
+decimal strings: they are compared as strings (numerically when both are below 10^15, exact as
+doubles) and added with exact decimal arithmetic (doubles are exact only below 2^53), with
+overflow refused as DESIGN §4.3 requires.
+
+Expiry is garbage collection only (DESIGN §4.6). ``expire`` refreshes a key's relative
+``PEXPIRE`` only when less than ``expiry - 1 hour`` is left: a ``PTTL`` read costs less than
+a ``PEXPIRE``, which Redis also propagates to the AOF. A key written again within the hour
+keeps its earlier deadline, so it expires between ``expiry - 1 hour`` and ``expiry`` after its
+last write, i.e. at least ``max(ttl, W + h + L) + 23 hours`` later, past anything a reader
+may still serve. (A deliberate relaxation of "from the time of writing", for write speed.)
 """
 
 from __future__ import annotations
@@ -195,8 +203,11 @@ local function prune(key, hop, span)
   if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
 end
 
+local REFRESH = 3600000
 local function expire(key, ms)
-  if ms ~= '' then redis.call('PEXPIRE', key, ms) end
+  if ms == '' then return end
+  local left = redis.call('PTTL', key)
+  if left < 0 or left < tonumber(ms) - REFRESH then redis.call('PEXPIRE', key, ms) end
 end
 """
 
