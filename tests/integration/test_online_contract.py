@@ -49,12 +49,13 @@ def make_plan(ttl: str | None = "1h") -> ViewPlan:
     return lower(view, "proj")
 
 
-@pytest.fixture(params=["redis", "sqlite"])
+@pytest.fixture(params=["redis", "redis-cluster", "sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[OnlineStore]:
-    if request.param == "redis":
+    if request.param.startswith("redis"):
         from braid.online.redis_store import RedisOnlineStore
 
-        s: OnlineStore = RedisOnlineStore(request.getfixturevalue("redis_url"))
+        fixture = "redis_url" if request.param == "redis" else "redis_cluster_url"
+        s: OnlineStore = RedisOnlineStore(request.getfixturevalue(fixture))
     else:
         s = SqliteOnlineStore(tmp_path / "online.db")
     yield s
