@@ -7,7 +7,8 @@ p50s and ratios. Not a test: nothing here asserts on time.
     .venv/bin/python bench/bench_online.py --entities 100000 --iters 2000
 
 Materialize is compared with a raw pipelined HSET of the same rows, pre-encoded (fields
-``_ts``, ``f:<name>``), ``--write-rounds`` alternating rounds in one run (medians).
+``_ts``, ``f:<name>``), and of the same tiles (fields ``<hop>:<tile_start>``),
+``--write-rounds`` alternating rounds in one run (medians).
 
 ``--feast`` adds Feast 0.67 on the same server and data (bench/feast_repo.py): the rows go to
 a Parquet file; a raw pipelined HSET, braid's full materialize (backfill to its offline store
@@ -150,6 +151,66 @@ def compare_writes(store: RedisOnlineStore, plan: ViewPlan, rows: pa.Table, roun
         client.delete(*[f"rawbench{r}:{{{i}}}" for i in ids])
 
 
+def tile_table(plan: ViewPlan, hop: int, entities: int, rng: np.random.Generator) -> pa.Table:
+    """Every live tile of ``entities`` entities at ``hop`` (the widest window's span)."""
+    codec = TileCodec(plan, hop)
+    span = max(a.tiles for a in plan.aggregations if a.hop == hop)
+    k = NOW // hop
+    ids = np.repeat(np.arange(entities), span)
+    m = len(ids)
+    cols: dict[str, object] = {"user_id": ids,
+                               "tile_start": np.tile((np.arange(k - span + 1, k + 1)) * hop,
+                                                     entities)}
+    for p in codec.partials:
+        for col, dtype in zip(p.columns, p.field_types, strict=True):
+            cols[col] = (rng.integers(1, 50, m) if dtype == "int64"
+                         else rng.standard_normal(m) * 10)
+    return pa.table(cols)
+
+
+def compare_tile_writes(store: RedisOnlineStore, plan: ViewPlan, tables: dict[int, pa.Table],
+                        rounds: int) -> None:
+    """Materialize's tile write (``write_tiles``, every hop) against a raw pipelined HSET of
+    the same tile fields and values, pre-encoded outside the timing: one HSET per (key, hop)
+    holding that hop's tiles, 1000 per pipeline."""
+    client = store.client
+    raw_cmds: list[tuple[str, dict[str, str]]] = []
+    for r, (hop, table) in enumerate(tables.items()):
+        values = TileCodec(plan, hop).encode_table(table)
+        per_key: dict[str, dict[str, str]] = {}
+        for uid, start, value in zip(table.column("user_id").to_pylist(),
+                                     table.column("tile_start").to_pylist(), values,
+                                     strict=True):
+            per_key.setdefault(f"rawtiles{r}:{{{uid}}}", {})[f"{hop}:{start}"] = value
+        raw_cmds += per_key.items()
+    total = sum(t.num_rows for t in tables.values())
+    raw_t: list[float] = []
+    braid_t: list[float] = []
+
+    def raw() -> None:
+        t = time.perf_counter()
+        for lo in range(0, len(raw_cmds), 1000):
+            pipe = client.pipeline(transaction=False)
+            for key, mapping in raw_cmds[lo:lo + 1000]:
+                pipe.hset(key, mapping=mapping)
+            pipe.execute()
+        raw_t.append(time.perf_counter() - t)
+
+    def braid() -> None:
+        t = time.perf_counter()
+        for hop, table in tables.items():
+            store.write_tiles(plan, hop, table)
+        braid_t.append(time.perf_counter() - t)
+
+    for r in range(rounds):
+        for fn in ((raw, braid) if r % 2 == 0 else (braid, raw)):
+            fn()
+    rr, br = total / statistics.median(raw_t), total / statistics.median(braid_t)
+    print(f"materialize tiles: raw pipelined HSET {rr:,.0f} tiles/s   braid write_tiles "
+          f"{br:,.0f} tiles/s   braid/raw throughput {br / rr:5.2f}x  ({rounds} rounds)")
+    client.delete(*{key for key, _ in raw_cmds})
+
+
 def write(store: RedisOnlineStore, plan: ViewPlan, n: int, tile_entities: int,
           rounds: int) -> pa.Table:
     """Writes the rows and tiles the reads use; returns the rows."""
@@ -166,24 +227,14 @@ def write(store: RedisOnlineStore, plan: ViewPlan, n: int, tile_entities: int,
     store.write_rows(plan, rows)  # all older-or-equal: every row compared, none written
     dt = time.perf_counter() - t
     print(f"write_rows (replayed, all lose): {n / dt:,.0f} rows/s")
-    total = 0
+    tables = {hop: tile_table(plan, hop, tile_entities, rng) for hop in plan.hops}
+    total = sum(t.num_rows for t in tables.values())
     t = time.perf_counter()
-    for hop in plan.hops:
-        codec = TileCodec(plan, hop)
-        span = max(a.tiles for a in plan.aggregations if a.hop == hop)
-        k = NOW // hop
-        ids = np.repeat(np.arange(tile_entities), span)
-        starts = np.tile((np.arange(k - span + 1, k + 1)) * hop, tile_entities)
-        m = len(ids)
-        cols: dict[str, object] = {"user_id": ids, "tile_start": starts}
-        for p in codec.partials:
-            for col, dtype in zip(p.columns, p.field_types, strict=True):
-                cols[col] = (rng.integers(1, 50, m) if dtype == "int64"
-                             else rng.standard_normal(m) * 10)
-        store.write_tiles(plan, hop, pa.table(cols))
-        total += m
+    for hop, table in tables.items():
+        store.write_tiles(plan, hop, table)
     dt = time.perf_counter() - t
     print(f"write_tiles: {total:,} tiles in {dt:.2f}s = {total / dt:,.0f} tiles/s")
+    compare_tile_writes(store, plan, tables, rounds)
     t = time.perf_counter()
     hop = plan.hops[0]
     table = pa.table({"user_id": np.arange(tile_entities), "tile_start": np.full(

@@ -261,16 +261,18 @@ return won
 """
 
 #: KEYS: one hash per entity. ARGV: pexpire ms, hop, prune span, then per key: n and n pairs
-#: (tile field ``<hop>:<tile_start>``, value). Absolute states: overwrite, then prune and
-#: expire once per key. Returns tile fields written.
+#: (tile field ``<hop>:<tile_start>``, value). Absolute states: overwrite; prune when the
+#: write created a field (a rewrite of existing tiles cannot age any tile out); expire once
+#: per key. Returns tile fields written.
 WRITE_TILES = PRELUDE + r"""
 local pexp, hop, span = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local at, written = 4, 0
 for _, key in ipairs(KEYS) do
   local n = tonumber(ARGV[at])
-  redis.call('HSET', key, unpack(ARGV, at + 1, at + 2 * n))
+  -- HSET counts the fields it created: none means every tile existed, so the key's newest
+  -- tile did not move and the earlier writes' pruning left nothing to do
+  if redis.call('HSET', key, unpack(ARGV, at + 1, at + 2 * n)) > 0 then prune(key, hop, span) end
   written = written + n
-  prune(key, hop, span)
   expire(key, pexp)
   at = at + 1 + 2 * n
 end

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,45 +82,61 @@ class RedisNodes:
         node = self.client.nodes_manager.get_node_from_slot(slot)
         return self.client.get_redis_connection(node)
 
-    def execute(self, commands: Sequence[Command], script: Script | None = None) -> list[Any]:
+    def execute(self, batches: Iterable[Sequence[Command]],
+                script: Script | None = None) -> list[Any]:
         """Run packed commands, pipelined per node; returns the replies in order, a
-        ``ResponseError`` standing in for a failed command. A command refused because the node
-        lacks ``script`` (NOSCRIPT) or because the cluster moved its slot is sent again after
-        the script is loaded or the slot map refreshed; either leaves the command unapplied."""
-        out: list[Any] = [None] * len(commands)
-        todo = list(range(len(commands)))
-        for attempt in range(REDIRECT_ATTEMPTS):
-            redo, moved = self._round(commands, todo, out, script)
+        ``ResponseError`` standing in for a failed command.
+
+        ``batches`` may be a generator: each batch is sent as soon as it is produced and the
+        replies are read after the last one, so the server runs a batch while the next is
+        being packed. A command refused because the node lacks ``script`` (NOSCRIPT) or
+        because the cluster moved its slot is sent again after the script is loaded or the
+        slot map refreshed; either refusal leaves the command unapplied.
+        """
+        commands: list[Command] = []
+        out: list[Any] = []
+
+        def feed() -> Iterator[range]:
+            for batch in batches:
+                lo = len(commands)
+                commands.extend(batch)
+                out.extend([None] * len(batch))
+                yield range(lo, len(commands))
+
+        redo, moved = self._round(feed(), commands, out, script)
+        for attempt in range(1, REDIRECT_ATTEMPTS):
             if not redo:
                 return out
             if moved:
                 time.sleep(0.05 * attempt)
                 self.client.nodes_manager.initialize()
-            todo = redo
-        for i in todo:
+            redo, moved = self._round([redo], commands, out, script)
+        for i in redo:
             out[i] = self.errors.ResponseError(
                 f"the cluster kept redirecting a command after {REDIRECT_ATTEMPTS} attempts")
         return out
 
-    def _round(self, commands: Sequence[Command], todo: list[int], out: list[Any],
+    def _round(self, batches: Iterable[Sequence[int]], commands: list[Command], out: list[Any],
                script: Script | None) -> tuple[list[int], bool]:
-        by_node: dict[int, tuple[Any, list[int]]] = {}
-        for i in todo:
-            target = self._target(commands[i][0])
-            by_node.setdefault(id(target), (target, []))[1].append(i)
-        sent: list[tuple[Any, Any, list[int]]] = []
+        conns: dict[int, tuple[Any, Any, list[int]]] = {}
         redo: list[int] = []
         moved = False
         e = self.errors
         try:
-            for target, idx in by_node.values():
-                pool = target.connection_pool
-                conn = _connection(pool)
-                sent.append((target, conn, idx))
-                conn.send_packed_command([b"".join(p for i in idx for p in commands[i][1])])
-            for target, conn, idx in sent:
-                missing = False
+            for idx in batches:
+                per_node: dict[int, tuple[Any, list[int]]] = {}
                 for i in idx:
+                    target = self._target(commands[i][0])
+                    per_node.setdefault(id(target), (target, []))[1].append(i)
+                for node, (target, part) in per_node.items():
+                    if node not in conns:
+                        conns[node] = (target, _connection(target.connection_pool), [])
+                    conn, order = conns[node][1], conns[node][2]
+                    order.extend(part)
+                    conn.send_packed_command([b"".join(p for i in part for p in commands[i][1])])
+            for target, conn, order in conns.values():
+                missing = False
+                for i in order:
                     try:
                         out[i] = conn.read_response()
                     except e.NoScriptError:
@@ -134,11 +150,11 @@ class RedisNodes:
                 if missing and script is not None:
                     target.script_load(script.text)
         except BaseException:
-            for _, conn, _ in sent:
+            for _, conn, _ in conns.values():
                 conn.disconnect()  # replies may be pending: never reuse this connection
             raise
         finally:
-            for target, conn, _ in sent:
+            for target, conn, _ in conns.values():
                 target.connection_pool.release(conn)
         return sorted(redo), moved
 

@@ -12,11 +12,12 @@ every call and read goes to the node serving its slot, all nodes in parallel.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from braid.algebra import OverflowError64
 from braid.errors import StoreError
@@ -30,7 +31,7 @@ from braid.online.base import (
     prepare_tiles,
     tile_starts,
 )
-from braid.online.encoding import TileCodec, encode_keys, expiry_ms, prune_span
+from braid.online.encoding import TileCodec, encode_keys, expiry_ms, key_array, prune_span
 from braid.online.lua import (
     MERGE_TILES,
     MERGE_WRITE,
@@ -49,6 +50,8 @@ _G = TypeVar("_G")
 _ONE = "1"
 _NEW = {True: "1", False: "0"}  # MERGE_WRITE's prune flag: some tile of the key is new
 
+#: Rows packed per slice of a bulk write (see ``RedisOnlineStore._slices``).
+SLICE_ROWS = 8192
 #: One script call: the hash slot of its keys, the keys and the other arguments.
 Call = tuple[int, list[str], list[str | bytes]]
 
@@ -82,15 +85,45 @@ class RedisOnlineStore(OnlineStore):
     def write_rows(self, plan: ViewPlan, table: pa.Table) -> int:
         if table.num_rows == 0 or not plan.projections:
             return 0
-        batch = prepare_rows(plan, table)
-        return self._total(self._rows, row_commands(self.nodes, self._rows.sha, plan, batch))
+
+        def batches() -> Iterator[list[Command]]:
+            for part in self._slices(table, None):
+                batch = prepare_rows(plan, part)
+                yield row_commands(self.nodes, self._rows.sha, plan, batch)
+
+        return self._total(self._rows, batches())
 
     def write_tiles(self, plan: ViewPlan, hop: int, table: pa.Table) -> int:
         if table.num_rows == 0:
             return 0
-        batch = prepare_tiles(plan, hop, table)
-        return self._total(self._tiles,
-                           tile_commands(self.nodes, self._tiles.sha, plan, hop, batch))
+        keys = key_array(plan, table)
+        order = pc.sort_indices(keys)  # stable: of two states of one tile the later still wins
+        table, keys = table.take(order), keys.take(order)
+
+        def batches() -> Iterator[list[Command]]:
+            for part in self._slices(table, keys):
+                batch = prepare_tiles(plan, hop, part)
+                yield tile_commands(self.nodes, self._tiles.sha, plan, hop, batch)
+
+        return self._total(self._tiles, batches())
+
+    def _slices(self, table: pa.Table, keys: pa.Array | None) -> Iterator[pa.Table]:
+        """``table`` in slices of about ``SLICE_ROWS`` rows, cut between keys when ``keys``
+        (sorted) is given, so that packing a slice overlaps the server running the one
+        before. On a cluster the table stays whole: calls are cut by slot, and slices would
+        only make them smaller."""
+        n = table.num_rows
+        if self.nodes.cluster or n <= SLICE_ROWS:
+            yield table
+            return
+        lo = 0
+        while lo < n:
+            hi = min(lo + SLICE_ROWS, n)
+            if keys is not None:
+                while hi < n and keys[hi] == keys[hi - 1]:
+                    hi += 1
+            yield table.slice(lo, hi - lo)
+            lo = hi
 
     def write_tiles_monotonic(self, plan: ViewPlan, hop: int, table: pa.Table) -> int:
         if table.num_rows == 0:
@@ -231,16 +264,17 @@ class RedisOnlineStore(OnlineStore):
         commands: list[Command] = [
             (slot, [pack(["EVALSHA", script.sha, str(len(keys)), *keys, *args])])
             for slot, keys, args in calls]
-        return self._execute(commands, script, what)
+        return self._execute([commands], script, what)
 
-    def _total(self, script: Script, commands: Sequence[Command]) -> int:
-        return sum(int(x) for x in self._execute(commands, script, "write"))
+    def _total(self, script: Script, batches: Iterable[Sequence[Command]]) -> int:
+        return sum(int(x) for x in self._execute(batches, script, "write"))
 
-    def _execute(self, commands: Sequence[Command], script: Script | None,
+    def _execute(self, batches: Iterable[Sequence[Command]], script: Script | None,
                  what: str) -> list[Any]:
-        """Replies of packed commands; a failed one raises (overflow as OverflowError64)."""
+        """Replies of packed commands (batches sent as produced, see ``RedisNodes.execute``);
+        a failed command raises (an int64 overflow as OverflowError64)."""
         try:
-            replies = self.nodes.execute(commands, script)
+            replies = self.nodes.execute(batches, script)
         except self._errors.RedisError as e:
             raise StoreError(f"redis {what} failed on {self.url}: {e}") from e
         for r in replies:
@@ -255,8 +289,8 @@ class RedisOnlineStore(OnlineStore):
     def fetch(self, requests: Sequence[FieldRequest]) -> list[list[bytes | None]]:
         if self.nodes.cluster and len(requests) > 1:  # one pipeline per node, in parallel
             slots = self.nodes.slots([key for key, _ in requests])
-            return self._execute([(int(slot), [pack(["HMGET", key, *fields])])
-                                  for slot, (key, fields) in zip(slots, requests, strict=True)],
+            return self._execute([[(int(slot), [pack(["HMGET", key, *fields])])
+                                   for slot, (key, fields) in zip(slots, requests, strict=True)]],
                                  None, "read")
         try:
             if len(requests) == 1:
