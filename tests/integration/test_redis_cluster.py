@@ -20,7 +20,7 @@ from braid.online import OnlineReader
 from braid.online.encoding import TileCodec, key_prefix
 from braid.online.redis_store import RedisOnlineStore
 from braid.plan import ViewPlan
-from tests.integration.test_online_contract import H, T0, make_plan, tiles_table
+from tests.integration.test_online_contract import T0, H, make_plan, tiles_table
 from tests.redis_cluster_fixtures import RedisClusterServers
 
 N = 3000  # entities: enough for every master to hold many slots' keys

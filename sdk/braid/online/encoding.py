@@ -77,8 +77,8 @@ def key_array(plan: ViewPlan, table: pa.Table) -> pa.Array:
                 col = pc.replace_substring(col, old, "\\" + old)
         parts.append(pc.cast(col, pa.string()))
     joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, ":")
-    out: pa.Array = pc.binary_join_element_wise(key_prefix(plan), joined, "}", "")
-    return out
+    out = pc.binary_join_element_wise(key_prefix(plan), joined, "}", "")
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
 # ------------------------------------------------------------------------------ values
@@ -97,9 +97,15 @@ def encode_floats(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     text = pc.cast(arr, pa.string())
-    plain = pc.invert(pc.match_substring_regex(text, r"[.eni]"))
-    text = pc.if_else(plain, pc.binary_join_element_wise(text, ".0", ""), text)
-    mag = np.abs(arr.to_numpy(zero_copy_only=False))
+    values = arr.to_numpy(zero_copy_only=False)  # NULL -> NaN
+    mag = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        # Arrow spells a finite integral value below 1e9 as bare digits ("100"): add ".0".
+        # (The same test as "no '.', 'e', 'n' or 'i' in the text", without a regex pass;
+        # [1e9, 1e16) is replaced by repr below, and from 1e16 on Arrow writes an exponent.)
+        plain = np.isfinite(values) & (values == np.trunc(values)) & (mag < 1e9)
+    if plain.any():
+        text = pc.if_else(pa.array(plain), pc.binary_join_element_wise(text, ".0", ""), text)
     odd = np.zeros(len(arr), dtype=bool)
     for lo, hi in _REPR_MISMATCH:
         odd |= (mag >= lo) & (mag < hi)
@@ -107,8 +113,7 @@ def encode_floats(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
         odd &= arr.is_valid().to_numpy(zero_copy_only=False)
     if not odd.any():
         return text
-    values = arr.to_numpy(zero_copy_only=False)[odd]
-    fixed = pa.array([repr(v) for v in values.tolist()], pa.string())
+    fixed = pa.array([repr(v) for v in values[odd].tolist()], pa.string())
     return pc.replace_with_mask(text, pa.array(odd), fixed)
 
 

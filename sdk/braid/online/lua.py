@@ -260,23 +260,12 @@ end
 return won
 """
 
-#: KEYS: one hash per entity. ARGV: pexpire ms, hop, prune span, then per key: n and n pairs
-#: (tile field ``<hop>:<tile_start>``, value). Absolute states: overwrite; prune when the
-#: write created a field (a rewrite of existing tiles cannot age any tile out); expire once
-#: per key. Returns tile fields written.
-WRITE_TILES = PRELUDE + r"""
-local pexp, hop, span = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local at, written = 4, 0
-for _, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[at])
-  -- HSET counts the fields it created: none means every tile existed, so the key's newest
-  -- tile did not move and the earlier writes' pruning left nothing to do
-  if redis.call('HSET', key, unpack(ARGV, at + 1, at + 2 * n)) > 0 then prune(key, hop, span) end
-  written = written + n
-  expire(key, pexp)
-  at = at + 1 + 2 * n
-end
-return written
+#: KEYS: hashes whose tiles of one hop were just written (``write_tiles`` writes absolute
+#: states with plain ``HSET``). ARGV: hop, prune span. Returns the keys pruned.
+PRUNE_TILES = PRELUDE + r"""
+local hop, span = ARGV[1], tonumber(ARGV[2])
+for _, key in ipairs(KEYS) do prune(key, hop, span) end
+return #KEYS
 """
 
 #: KEYS: one hash per entity. ARGV: pexpire ms, hop, prune span, layout, guard field ('' =

@@ -1,9 +1,9 @@
 """Script calls of the Redis bulk write paths (materialize), packed column-wise.
 
-``write_rows`` and ``write_tiles`` carry most of the bytes a materialize sends. Their calls
+``write_rows`` and ``write_tiles`` carry most of the bytes a materialize sends. Their commands
 are built from whole Arrow columns (:mod:`braid.online.resp`): every argument of every row is
-framed in one vectorized pass, and a call of up to :data:`KEYS_PER_CALL` keys is a header
-plus two zero-copy slices. The only per-row Python work left is the hash slot of each key,
+framed in one vectorized pass, and a script call of up to :data:`KEYS_PER_CALL` keys is a
+header plus zero-copy slices. The only per-row Python work left is the hash slot of each key,
 and only on a Redis Cluster.
 """
 
@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from braid.online.base import RowBatch, TileBatch
-from braid.online.encoding import expiry_ms, prune_span
+from braid.online.encoding import expiry_ms
 from braid.online.redis_nodes import Command, RedisNodes
 from braid.online.resp import Packed, bulk, bulk_text, evalsha_head, join
 from braid.plan import ViewPlan
@@ -60,14 +60,18 @@ def row_commands(nodes: RedisNodes, sha: str, plan: ViewPlan, batch: RowBatch) -
     packed_rows, packed_keys = Packed(rows), Packed(bulk(keys))
     width = 3 + 2 * len(batch.fields)
     return [(slot, [evalsha_head(sha, hi - lo, 2 + width * (hi - lo)),
-                    packed_keys.span(lo, hi), head, packed_rows.span(lo, hi)])
+                    packed_keys.span(lo, hi), head, packed_rows.span(lo, hi)], 1)
             for slot, lo, hi in nodes.chunks(slots, n, KEYS_PER_CALL)]
 
 
-def tile_commands(nodes: RedisNodes, sha: str, plan: ViewPlan, hop: int,
-                  batch: TileBatch) -> list[Command]:
-    """``WRITE_TILES`` calls: rows sorted by key (stably, so of two states of one tile the
-    later still wins), each key's tiles in one ``HSET``, keys of a call in one slot."""
+def tile_commands(nodes: RedisNodes, plan: ViewPlan, hop: int,
+                  batch: TileBatch) -> tuple[list[Command], list[pa.Array]]:
+    """Plain commands writing absolute tile states: per key one ``HSET`` of all its tiles
+    (rows sorted by key, stably, so of two states of one tile the later still wins) and
+    one ``PEXPIRE``. No script: an absolute state needs no comparison, ``HSET`` is atomic
+    per key, and expiry is garbage collection only. Returns the commands (each the keys of
+    one slot, with two replies per key) and the keys of each, so the caller can prune the
+    keys whose ``HSET`` created a field."""
     keys = batch.key_array
     n = len(keys)
     slots = None
@@ -84,21 +88,44 @@ def tile_commands(nodes: RedisNodes, sha: str, plan: ViewPlan, hop: int,
         first[1:] = pc.not_equal(keys.slice(1), keys.slice(0, n - 1)).to_numpy(
             zero_copy_only=False)
     starts = np.flatnonzero(first)
+    last = np.zeros(n, bool)
+    last[starts - 1] = True  # the row before each run's start ends a run; [-1] ends the last
     counts = np.zeros(n, np.int64)
     counts[starts] = np.diff(np.append(starts, n))
-    fields = pc.binary_join_element_wise(f"{hop}:", _text(batch.start_array.take(order)), "")
-    prefix = pc.if_else(pa.array(first), bulk(_text(pa.array(counts))),
-                        pa.scalar(b"", _BIN))
-    rows = Packed(join(prefix, bulk(fields), bulk(batch.value_array.take(order))))
-    packed_keys = Packed(bulk(keys.take(pa.array(starts))))
+    key_bulk = bulk(keys)
+    empty = pa.scalar(b"", _BIN)
+    hset = join(pa.scalar(b"*", _BIN), pc.cast(_text(pa.array(2 + 2 * counts)), _BIN),
+                pa.scalar(b"\r\n$4\r\nHSET\r\n", _BIN), key_bulk)
+    parts = [pc.if_else(pa.array(first), hset, empty),
+             bulk(pc.binary_join_element_wise(f"{hop}:", _text(batch.start_array.take(order)),
+                                              "")),
+             bulk(batch.value_array.take(order))]
     exp = expiry_ms(plan)
-    head = (bulk_text("" if exp is None else str(exp)) + bulk_text(str(hop))
-            + bulk_text(str(prune_span(plan, hop))))
+    if exp is not None:
+        pexpire = join(pa.scalar(b"*3\r\n$7\r\nPEXPIRE\r\n", _BIN), key_bulk,
+                       pa.scalar(bulk_text(str(exp)), _BIN))
+        parts.append(pc.if_else(pa.array(last), pexpire, empty))
+    rows = Packed(join(*parts))
+    unique = keys.take(pa.array(starts))
     bounds = np.append(starts, n)
-    out: list[Command] = []
-    run_slots = None if slots is None else slots[starts]
-    for slot, a, b in nodes.chunks(run_slots, len(starts), KEYS_PER_CALL):
-        lo, hi = int(bounds[a]), int(bounds[b])
-        out.append((slot, [evalsha_head(sha, b - a, 3 + (b - a) + 2 * (hi - lo)),
-                           packed_keys.span(a, b), head, rows.span(lo, hi)]))
-    return out
+    per_key = 1 if exp is None else 2
+    commands: list[Command] = []
+    command_keys: list[pa.Array] = []
+    for slot, a, b in nodes.chunks(None if slots is None else slots[starts], len(starts),
+                                   KEYS_PER_CALL):
+        commands.append((slot, [rows.span(int(bounds[a]), int(bounds[b]))], per_key * (b - a)))
+        command_keys.append(unique.slice(a, b - a))
+    return commands, command_keys
+
+
+def key_commands(nodes: RedisNodes, sha: str, keys: pa.Array, args: list[str]) -> list[Command]:
+    """Script calls over ``keys`` with the same ``args`` for all (e.g. ``PRUNE_TILES``)."""
+    slots = None
+    if nodes.cluster:
+        slots = nodes.slots(keys.to_pylist())
+        order = np.argsort(slots, kind="stable")
+        slots, keys = slots[order], keys.take(order)
+    packed = Packed(bulk(keys))
+    head = b"".join(bulk_text(a) for a in args)
+    return [(slot, [evalsha_head(sha, hi - lo, len(args)), packed.span(lo, hi), head], 1)
+            for slot, lo, hi in nodes.chunks(slots, len(keys), KEYS_PER_CALL)]

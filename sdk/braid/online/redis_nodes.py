@@ -32,7 +32,8 @@ class Script:
         self.sha = hashlib.sha1(text.encode()).hexdigest()
 
 
-Command = tuple[int, Sequence[bytes | memoryview]]  # (hash slot, packed bytes)
+#: (hash slot, packed bytes, how many replies they get: several commands may be packed as one)
+Command = tuple[int, Sequence[bytes | memoryview], int]
 
 
 class RedisNodes:
@@ -43,6 +44,8 @@ class RedisNodes:
 
         self.url = url
         self.errors = redis.exceptions
+        e = redis.exceptions
+        self._redirects = (e.MovedError, e.AskError, e.TryAgainError, e.ClusterDownError)
         scheme, _, rest = url.partition("://")
         self.cluster = scheme in CLUSTER_SCHEMES
         self.client: Any
@@ -137,16 +140,15 @@ class RedisNodes:
             for target, conn, order in conns.values():
                 missing = False
                 for i in order:
-                    try:
-                        out[i] = conn.read_response()
-                    except e.NoScriptError:
+                    replies = [self._reply(conn) for _ in range(commands[i][2])]
+                    if any(isinstance(r, e.NoScriptError) for r in replies):
                         redo.append(i)
                         missing = True
-                    except (e.MovedError, e.AskError, e.TryAgainError, e.ClusterDownError):
+                    elif any(isinstance(r, self._redirects) for r in replies):
                         redo.append(i)
                         moved = True
-                    except e.ResponseError as err:
-                        out[i] = err
+                    else:
+                        out[i] = replies[0] if len(replies) == 1 else replies
                 if missing and script is not None:
                     target.script_load(script.text)
         except BaseException:
@@ -157,6 +159,12 @@ class RedisNodes:
             for target, conn, _ in conns.values():
                 target.connection_pool.release(conn)
         return sorted(redo), moved
+
+    def _reply(self, conn: Any) -> Any:
+        try:
+            return conn.read_response()
+        except self.errors.ResponseError as err:  # the reply was read in full: go on
+            return err
 
     def close(self) -> None:
         self.client.close()

@@ -35,12 +35,12 @@ from braid.online.encoding import TileCodec, encode_keys, expiry_ms, key_array, 
 from braid.online.lua import (
     MERGE_TILES,
     MERGE_WRITE,
+    PRUNE_TILES,
     READ_FIELDS,
     WRITE_ROWS,
-    WRITE_TILES,
     WRITE_TILES_MONOTONIC,
 )
-from braid.online.redis_bulk import KEYS_PER_CALL, row_commands, tile_commands
+from braid.online.redis_bulk import KEYS_PER_CALL, key_commands, row_commands, tile_commands
 from braid.online.redis_nodes import Command, RedisNodes, Script
 from braid.online.resp import pack
 from braid.online.tilemerge import merge_tile_values
@@ -74,7 +74,7 @@ class RedisOnlineStore(OnlineStore):
         self.client = self.nodes.client
         self._errors = self.nodes.errors
         self._rows = Script(WRITE_ROWS)
-        self._tiles = Script(WRITE_TILES)
+        self._prune = Script(PRUNE_TILES)
         self._merge = Script(MERGE_TILES)
         self._merge_write = Script(MERGE_WRITE)
         self._read = Script(READ_FIELDS)
@@ -100,12 +100,28 @@ class RedisOnlineStore(OnlineStore):
         order = pc.sort_indices(keys)  # stable: of two states of one tile the later still wins
         table, keys = table.take(order), keys.take(order)
 
+        sent: list[pa.Array] = []
+
         def batches() -> Iterator[list[Command]]:
             for part in self._slices(table, keys):
-                batch = prepare_tiles(plan, hop, part)
-                yield tile_commands(self.nodes, self._tiles.sha, plan, hop, batch)
+                commands, command_keys = tile_commands(self.nodes, plan, hop,
+                                                       prepare_tiles(plan, hop, part))
+                sent.extend(command_keys)
+                yield commands
 
-        return self._total(self._tiles, batches())
+        replies = self._execute(batches(), None, "write")
+        # HSET replies how many fields it created. None: every tile existed, so the key's
+        # newest tile did not move and earlier prunes left nothing to do; else prune the key.
+        grown = []
+        for ks, r in zip(sent, replies, strict=True):
+            created = np.asarray(r if isinstance(r, list) else [r], np.int64)
+            grown.append(ks.filter(pa.array(created[::len(created) // len(ks)] > 0)))
+        grown = [k for k in grown if len(k)]
+        if grown:
+            self._total(self._prune, [key_commands(
+                self.nodes, self._prune.sha, pa.concat_arrays(grown),
+                [str(hop), str(prune_span(plan, hop))])])
+        return table.num_rows
 
     def _slices(self, table: pa.Table, keys: pa.Array | None) -> Iterator[pa.Table]:
         """``table`` in slices of about ``SLICE_ROWS`` rows, cut between keys when ``keys``
@@ -262,7 +278,7 @@ class RedisOnlineStore(OnlineStore):
 
     def _call(self, script: Script, calls: Sequence[Call], what: str) -> list[Any]:
         commands: list[Command] = [
-            (slot, [pack(["EVALSHA", script.sha, str(len(keys)), *keys, *args])])
+            (slot, [pack(["EVALSHA", script.sha, str(len(keys)), *keys, *args])], 1)
             for slot, keys, args in calls]
         return self._execute([commands], script, what)
 
@@ -277,7 +293,7 @@ class RedisOnlineStore(OnlineStore):
             replies = self.nodes.execute(batches, script)
         except self._errors.RedisError as e:
             raise StoreError(f"redis {what} failed on {self.url}: {e}") from e
-        for r in replies:
+        for r in (x for reply in replies for x in (reply if isinstance(reply, list) else [reply])):
             if isinstance(r, self._errors.ResponseError):
                 if "braid overflow" in str(r):
                     raise OverflowError64(str(r).split("braid overflow: ")[-1]) from None
@@ -289,7 +305,7 @@ class RedisOnlineStore(OnlineStore):
     def fetch(self, requests: Sequence[FieldRequest]) -> list[list[bytes | None]]:
         if self.nodes.cluster and len(requests) > 1:  # one pipeline per node, in parallel
             slots = self.nodes.slots([key for key, _ in requests])
-            return self._execute([[(int(slot), [pack(["HMGET", key, *fields])])
+            return self._execute([[(int(slot), [pack(["HMGET", key, *fields])], 1)
                                    for slot, (key, fields) in zip(slots, requests, strict=True)]],
                                  None, "read")
         try:
