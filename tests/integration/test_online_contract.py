@@ -337,6 +337,29 @@ def test_tiles_are_pruned_relative_to_the_newest(store: OnlineStore, plan: ViewP
     assert fields == [f"{H}:{(k + 8) * H}"]
 
 
+def test_write_tiles_prunes_what_its_newest_tile_ages_out(store: OnlineStore,
+                                                          plan: ViewPlan) -> None:
+    codec = TileCodec(plan, H)
+    one = [(1,) if p.function == AggFunction.COUNT else None for p in codec.partials]
+    two = [(2,) if p.function == AggFunction.COUNT else None for p in codec.partials]
+    k = T0 // H
+    key = f"{key_prefix(plan)}1}}"
+    store.write_rows(plan, rows({"user_id": 1, "_ts": T0, "amount": 1.0}))
+    old = tiles_table(plan, H, [(1, (k - j) * H, one) for j in range(3)])
+    assert store.write_tiles(plan, H, old) == 3
+    assert store.write_tiles(plan, H, old) == 3  # rewriting existing tiles keeps them all
+    assert len([f for f in store.read_hash(key) if f[0].isdigit()]) == 3
+    # two states of one tile in a batch: the later wins; the newest tile ages out k-2 and k-1
+    # (span 70m: tiles before (k+7)*H - 70m = k*H go) while k and the row's fields stay
+    newer = tiles_table(plan, H, [(1, (k + 7) * H, one), (2, k * H, one), (1, (k + 7) * H, two)])
+    assert store.write_tiles(plan, H, newer) == 3
+    stored = store.read_hash(key)
+    assert sorted(f for f in stored if f[0].isdigit()) == [f"{H}:{k * H}", f"{H}:{(k + 7) * H}"]
+    assert codec.decode(stored[f"{H}:{(k + 7) * H}"]) == two
+    assert stored["f:amount"] == b"1.0"
+    assert f"{H}:{k * H}" in store.read_hash(f"{key_prefix(plan)}2}}")
+
+
 def test_entity_key_errors(store: OnlineStore, plan: ViewPlan) -> None:
     r = reader(store, plan, "amount")
     with pytest.raises(EntityKeyError, match="lacks join key 'user_id'"):
