@@ -15,11 +15,13 @@ import pytest
 import redis
 
 from braid.algebra import AggFunction
+from braid.errors import StoreError
 from braid.lifecycle import delete_online_namespace
 from braid.online import OnlineReader
 from braid.online.encoding import TileCodec, key_prefix
 from braid.online.redis_store import RedisOnlineStore
 from braid.plan import ViewPlan
+from tests.conftest import free_port
 from tests.integration.test_online_contract import T0, H, make_plan, tiles_table
 from tests.redis_cluster_fixtures import RedisClusterServers
 
@@ -90,3 +92,10 @@ def test_gc_deletes_a_namespace_on_every_master(
     assert delete_online_namespace(store, plan.project, plan.namespace) == N
     assert sum(master_sizes(redis_cluster)) == 1
     assert store.client.get("not-braid") == b"kept"
+
+
+def test_bad_urls_get_precise_errors() -> None:
+    with pytest.raises(StoreError, match=r"'http://h:1'.*redis\+cluster://host:port"):
+        RedisOnlineStore("http://h:1")
+    with pytest.raises(StoreError, match="cannot reach the Redis Cluster at redis"):
+        RedisOnlineStore(f"redis+cluster://127.0.0.1:{free_port()}")

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from braid.errors import StoreError
+
 #: URL schemes of a Redis Cluster, mapped to the scheme redis-py expects.
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 #: Attempts for commands a cluster redirects (MOVED, ASK, TRYAGAIN, CLUSTERDOWN).
@@ -49,13 +51,20 @@ class RedisNodes:
         scheme, _, rest = url.partition("://")
         self.cluster = scheme in CLUSTER_SCHEMES
         self.client: Any
-        if self.cluster:
-            from redis.cluster import RedisCluster
+        try:
+            if self.cluster:
+                from redis.cluster import RedisCluster
 
-            self.client = RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}",
-                                                **client_options)
-        else:
-            self.client = redis.Redis.from_url(url, **client_options)
+                self.client = RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}",
+                                                    **client_options)
+            else:
+                self.client = redis.Redis.from_url(url, **client_options)
+        except ValueError as err:  # redis-py's message names the schemes it knows
+            raise StoreError(f"online store url {url!r}: {err}; for a Redis Cluster use "
+                             "redis+cluster://host:port") from err
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as err:
+            # a cluster client reads the slot map at once
+            raise StoreError(f"cannot reach the Redis Cluster at {url}: {err}") from err
 
     def slots(self, keys: Sequence[str]) -> np.ndarray:
         """The cluster hash slot of every key (all 0 on one server)."""
