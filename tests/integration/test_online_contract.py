@@ -360,6 +360,27 @@ def test_write_tiles_prunes_what_its_newest_tile_ages_out(store: OnlineStore,
     assert f"{H}:{k * H}" in store.read_hash(f"{key_prefix(plan)}2}}")
 
 
+def test_batches_larger_than_one_pipeline_slice(store: OnlineStore, plan: ViewPlan) -> None:
+    n = 12_000  # > the Redis store's 8192-row slices: several slices, packed ahead
+    table = rows(*({"user_id": i % n, "_ts": T0 + (i >= n), "amount": float(i)}
+                   for i in range(2 * n)))
+    assert store.write_rows(plan, table) == 2 * n  # the second copy of each id is newer
+    got = reader(store, plan, "amount").read([{"user_id": u} for u in (0, 8191, 8192, n - 1)],
+                                             T0 + 1).to_dict()["amount"]
+    assert got == [float(n), float(n + 8191), float(n + 8192), float(2 * n - 1)]
+    codec = TileCodec(plan, H)
+    rng = random.Random(3)
+    entries = [(u, T0 - j * H, [(u + j,) if p.function == AggFunction.COUNT else None
+                                for p in codec.partials]) for u in range(3000) for j in range(4)]
+    rng.shuffle(entries)  # one entity's tiles scattered over the whole table
+    assert store.write_tiles(plan, H, tiles_table(plan, H, entries)) == 12_000
+    for u in (0, 1234, 2999):
+        stored = store.read_hash(f"{key_prefix(plan)}{u}}}")
+        assert sorted(f for f in stored if f[0].isdigit()) == sorted(
+            f"{H}:{T0 - j * H}" for j in range(4))
+        assert codec.decode(stored[f"{H}:{T0 - 3 * H}"])[0] == (u + 3,)
+
+
 def test_entity_key_errors(store: OnlineStore, plan: ViewPlan) -> None:
     r = reader(store, plan, "amount")
     with pytest.raises(EntityKeyError, match="lacks join key 'user_id'"):

@@ -12,7 +12,8 @@ every call and read goes to the node serving its slot, all nodes in parallel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -47,11 +48,14 @@ from braid.online.tilemerge import merge_tile_values
 from braid.plan import ViewPlan
 
 _G = TypeVar("_G")
+_T = TypeVar("_T")
 _ONE = "1"
 _NEW = {True: "1", False: "0"}  # MERGE_WRITE's prune flag: some tile of the key is new
 
-#: Rows packed per slice of a bulk write (see ``RedisOnlineStore._slices``).
+#: Rows packed per slice of a bulk write (see ``RedisOnlineStore._slices``), and slices
+#: packed at once.
 SLICE_ROWS = 8192
+PACK_THREADS = 2
 #: One script call: the hash slot of its keys, the keys and the other arguments.
 Call = tuple[int, list[str], list[str | bytes]]
 
@@ -86,12 +90,10 @@ class RedisOnlineStore(OnlineStore):
         if table.num_rows == 0 or not plan.projections:
             return 0
 
-        def batches() -> Iterator[list[Command]]:
-            for part in self._slices(table, None):
-                batch = prepare_rows(plan, part)
-                yield row_commands(self.nodes, self._rows.sha, plan, batch)
+        def build(part: pa.Table) -> list[Command]:
+            return row_commands(self.nodes, self._rows.sha, plan, prepare_rows(plan, part))
 
-        return self._total(self._rows, batches())
+        return self._total(self._rows, _pack_ahead(self._slices(table, None), build))
 
     def write_tiles(self, plan: ViewPlan, hop: int, table: pa.Table) -> int:
         if table.num_rows == 0:
@@ -102,10 +104,11 @@ class RedisOnlineStore(OnlineStore):
 
         sent: list[pa.Array] = []
 
+        def build(part: pa.Table) -> tuple[list[Command], list[pa.Array]]:
+            return tile_commands(self.nodes, plan, hop, prepare_tiles(plan, hop, part))
+
         def batches() -> Iterator[list[Command]]:
-            for part in self._slices(table, keys):
-                commands, command_keys = tile_commands(self.nodes, plan, hop,
-                                                       prepare_tiles(plan, hop, part))
+            for commands, command_keys in _pack_ahead(self._slices(table, keys), build):
                 sent.extend(command_keys)
                 yield commands
 
@@ -325,3 +328,10 @@ class RedisOnlineStore(OnlineStore):
 
     def close(self) -> None:
         self.nodes.close()
+
+
+def _pack_ahead(parts: Iterator[pa.Table], build: Callable[[pa.Table], _T]) -> Iterator[_T]:
+    """``build(part)`` of every part, in order, computed ``PACK_THREADS`` at a time on worker
+    threads (Arrow's kernels release the GIL) while the caller sends what is ready."""
+    with ThreadPoolExecutor(max_workers=PACK_THREADS) as pool:
+        yield from pool.map(build, parts)
