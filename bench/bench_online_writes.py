@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +19,42 @@ import pyarrow.compute as pc
 from braid.online.encoding import TileCodec
 from braid.online.redis_store import RedisOnlineStore
 from braid.plan import ViewPlan
+
+
+class Meter:
+    """Wall time, this process's CPU time (all threads) and the server's CPU time of timed
+    calls: CPU is what the machine's load does not inflate (it is shared, so walls are noisy)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.wall: list[float] = []
+        self.cpu: list[tuple[float, float]] = []  # (client, server)
+
+    def _server_cpu(self) -> float:
+        info = self.client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def __call__(self, fn: Callable[[], object]) -> None:
+        s0, c0, t0 = self._server_cpu(), time.process_time(), time.perf_counter()
+        fn()
+        t1, c1, s1 = time.perf_counter(), time.process_time(), self._server_cpu()
+        self.wall.append(t1 - t0)
+        self.cpu.append((c1 - c0, s1 - s0))
+
+    def rate(self, n: int) -> float:
+        return n / statistics.median(self.wall)
+
+    def cpu_text(self, n: int, unit: str) -> str:
+        c = statistics.median(x for x, _ in self.cpu) * 1e6 / n
+        s = statistics.median(y for _, y in self.cpu) * 1e6 / n
+        return f"client {c:.2f} + server {s:.2f} = {c + s:.2f} us/{unit}"
+
+
+def report(what: str, unit: str, n: int, raw: Meter, braid: Meter, rounds: int) -> None:
+    rr, br = raw.rate(n), braid.rate(n)
+    print(f"materialize {what}: raw pipelined HSET {rr:,.0f} {unit}s/s   braid {br:,.0f} "
+          f"{unit}s/s   braid/raw throughput {br / rr:5.2f}x  ({rounds} rounds)")
+    print(f"  cpu per {unit}: raw {raw.cpu_text(n, unit)}   braid {braid.cpu_text(n, unit)}")
 
 
 def compare_writes(store: RedisOnlineStore, plan: ViewPlan, rows: pa.Table, rounds: int) -> None:
@@ -34,31 +72,29 @@ def compare_writes(store: RedisOnlineStore, plan: ViewPlan, rows: pa.Table, roun
            "f:c": rows.column("c").to_pylist()}
     mappings = [dict(zip(enc, vals, strict=True)) for vals in zip(*enc.values(), strict=True)]
     client = store.client
-    raw_t: list[float] = []
-    braid_t: list[float] = []
+    raw_m, braid_m = Meter(client), Meter(client)
 
     def raw(r: int) -> None:
         keys = [f"rawbench{r}:{{{i}}}" for i in ids]
-        t = time.perf_counter()
-        for lo in range(0, n, 1000):
-            pipe = client.pipeline(transaction=False)
-            for key, mapping in zip(keys[lo:lo + 1000], mappings[lo:lo + 1000], strict=True):
-                pipe.hset(key, mapping=mapping)
-            pipe.execute()
-        raw_t.append(time.perf_counter() - t)
+
+        def run() -> None:
+            for lo in range(0, n, 1000):
+                pipe = client.pipeline(transaction=False)
+                for key, mapping in zip(keys[lo:lo + 1000], mappings[lo:lo + 1000],
+                                        strict=True):
+                    pipe.hset(key, mapping=mapping)
+                pipe.execute()
+
+        raw_m(run)
 
     def braid(r: int) -> None:
         moved = rows.set_column(1, "_ts", pc.add(rows.column("_ts"), r + 1))
-        t = time.perf_counter()
-        store.write_rows(plan, moved)
-        braid_t.append(time.perf_counter() - t)
+        braid_m(lambda: store.write_rows(plan, moved))
 
     for r in range(rounds):
         for fn in ((raw, braid) if r % 2 == 0 else (braid, raw)):
             fn(r)
-    rr, br = n / statistics.median(raw_t), n / statistics.median(braid_t)
-    print(f"materialize rows: raw pipelined HSET {rr:,.0f} rows/s   braid write_rows "
-          f"{br:,.0f} rows/s   braid/raw throughput {br / rr:5.2f}x  ({rounds} rounds)")
+    report("rows (write_rows)", "row", n, raw_m, braid_m, rounds)
     for r in range(rounds):
         client.delete(*[f"rawbench{r}:{{{i}}}" for i in ids])
 
@@ -98,28 +134,22 @@ def compare_tile_writes(store: RedisOnlineStore, plan: ViewPlan, tables: dict[in
             per_key.setdefault(f"rawtiles{r}:{{{uid}}}", {})[f"{hop}:{start}"] = value
         raw_cmds += per_key.items()
     total = sum(t.num_rows for t in tables.values())
-    raw_t: list[float] = []
-    braid_t: list[float] = []
+    raw_m, braid_m = Meter(client), Meter(client)
 
     def raw() -> None:
-        t = time.perf_counter()
         for lo in range(0, len(raw_cmds), 1000):
             pipe = client.pipeline(transaction=False)
             for key, mapping in raw_cmds[lo:lo + 1000]:
                 pipe.hset(key, mapping=mapping)
             pipe.execute()
-        raw_t.append(time.perf_counter() - t)
 
     def braid() -> None:
-        t = time.perf_counter()
         for hop, table in tables.items():
             store.write_tiles(plan, hop, table)
-        braid_t.append(time.perf_counter() - t)
 
     for r in range(rounds):
-        for fn in ((raw, braid) if r % 2 == 0 else (braid, raw)):
-            fn()
-    rr, br = total / statistics.median(raw_t), total / statistics.median(braid_t)
-    print(f"materialize tiles: raw pipelined HSET {rr:,.0f} tiles/s   braid write_tiles "
-          f"{br:,.0f} tiles/s   braid/raw throughput {br / rr:5.2f}x  ({rounds} rounds)")
+        for meter, fn in (((raw_m, raw), (braid_m, braid)) if r % 2 == 0
+                          else ((braid_m, braid), (raw_m, raw))):
+            meter(fn)
+    report("tiles (write_tiles)", "tile", total, raw_m, braid_m, rounds)
     client.delete(*{key for key, _ in raw_cmds})
