@@ -48,6 +48,8 @@ class RedisNodes:
         self.errors = redis.exceptions
         e = redis.exceptions
         self._redirects = (e.MovedError, e.AskError, e.TryAgainError, e.ClusterDownError)
+        #: What a failed call raises (a cluster client's own errors are not RedisErrors).
+        self.failures = (e.RedisError, e.RedisClusterException)
         scheme, _, rest = url.partition("://")
         self.cluster = scheme in CLUSTER_SCHEMES
         self.client: Any

@@ -294,7 +294,7 @@ class RedisOnlineStore(OnlineStore):
         a failed command raises (an int64 overflow as OverflowError64)."""
         try:
             replies = self.nodes.execute(batches, script)
-        except self._errors.RedisError as e:
+        except self.nodes.failures as e:
             raise StoreError(f"redis {what} failed on {self.url}: {e}") from e
         for r in (x for reply in replies for x in (reply if isinstance(reply, list) else [reply])):
             if isinstance(r, self._errors.ResponseError):
@@ -319,7 +319,7 @@ class RedisOnlineStore(OnlineStore):
             for key, fields in requests:
                 pipe.execute_command("HMGET", key, *fields)
             return pipe.execute()  # type: ignore[no-any-return]
-        except self._errors.RedisError as e:
+        except self.nodes.failures as e:
             raise StoreError(f"redis read failed on {self.url}: {e}") from e
 
     def read_hash(self, key: str) -> dict[str, bytes]:
