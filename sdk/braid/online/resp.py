@@ -1,11 +1,12 @@
 """RESP, the Redis wire protocol, built column-wise with Arrow for the bulk write paths.
 
-A script call of the write path is ``EVALSHA sha numkeys key... arg...``. Rather than handing
-redis-py one Python string per argument (which it encodes and frames one by one), the store
-frames whole columns at once: :func:`bulk` turns every value of an Arrow array into a RESP bulk
-string ``$<len>\\r\\n<bytes>\\r\\n`` in one vectorized pass, :func:`join` glues a row's
-arguments together, and :class:`Packed` hands out the bytes of a run of consecutive rows as
-one zero-copy slice. A call is then a short header plus two slices (its keys and its rows).
+The bulk writes send ``EVALSHA sha numkeys key... arg...`` (projection rows) and plain
+``HSET``/``PEXPIRE`` (tiles). Rather than handing redis-py one Python string per argument
+(which it encodes and frames one by one), the store frames whole columns at once: :func:`bulk`
+turns every value of an Arrow array into a RESP bulk string ``$<len>\\r\\n<bytes>\\r\\n``
+in one vectorized pass, :func:`join` glues a row's arguments together, and :class:`Packed`
+hands out the bytes of a run of consecutive rows as one zero-copy slice. A script call is then
+a short header plus two slices (its keys and its rows).
 """
 
 from __future__ import annotations
