@@ -7,7 +7,8 @@ p50s and ratios. Not a test: nothing here asserts on time.
     .venv/bin/python bench/bench_online.py --entities 100000 --iters 2000
 
 Materialize is compared with a raw pipelined HSET of the same rows, pre-encoded (fields
-``_ts``, ``f:<name>``), ``--write-rounds`` alternating rounds in one run (medians).
+``_ts``, ``f:<name>``), and of the same tiles (fields ``<hop>:<tile_start>``),
+``--write-rounds`` alternating rounds in one run (medians).
 
 ``--feast`` adds Feast 0.67 on the same server and data (bench/feast_repo.py): the rows go to
 a Parquet file; a raw pipelined HSET, braid's full materialize (backfill to its offline store
@@ -37,8 +38,8 @@ from typing import Any
 import feast_repo  # bench/feast_repo.py, beside this script; imports Feast only when used
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import redis
+from bench_online_writes import compare_tile_writes, compare_writes, tile_table
 from redis.utils import HIREDIS_AVAILABLE
 
 from braid.definitions import Aggregation, BatchSource, Entity, Feature, FeatureView
@@ -106,50 +107,6 @@ def make_plan() -> ViewPlan:
     return lower(view, "bench")
 
 
-def compare_writes(store: RedisOnlineStore, plan: ViewPlan, rows: pa.Table, rounds: int) -> None:
-    """Materialize's row write (``write_rows``) against a raw pipelined HSET of the same rows.
-
-    The raw side gets its fields pre-encoded (outside the timing) and writes keys of another
-    prefix; braid's side re-writes the view's keys with ``_ts`` moved forward each round, so
-    every row wins its last-write-wins comparison and is written.
-    """
-    n = rows.num_rows
-    ids = rows.column("user_id").to_pylist()
-    enc = {"_ts": [str(v) for v in rows.column("_ts").to_pylist()],
-           "f:a": [repr(v) for v in rows.column("a").to_pylist()],
-           "f:b": [str(v) for v in rows.column("b").to_pylist()],
-           "f:c": rows.column("c").to_pylist()}
-    mappings = [dict(zip(enc, vals, strict=True)) for vals in zip(*enc.values(), strict=True)]
-    client = store.client
-    raw_t: list[float] = []
-    braid_t: list[float] = []
-
-    def raw(r: int) -> None:
-        keys = [f"rawbench{r}:{{{i}}}" for i in ids]
-        t = time.perf_counter()
-        for lo in range(0, n, 1000):
-            pipe = client.pipeline(transaction=False)
-            for key, mapping in zip(keys[lo:lo + 1000], mappings[lo:lo + 1000], strict=True):
-                pipe.hset(key, mapping=mapping)
-            pipe.execute()
-        raw_t.append(time.perf_counter() - t)
-
-    def braid(r: int) -> None:
-        moved = rows.set_column(1, "_ts", pc.add(rows.column("_ts"), r + 1))
-        t = time.perf_counter()
-        store.write_rows(plan, moved)
-        braid_t.append(time.perf_counter() - t)
-
-    for r in range(rounds):
-        for fn in ((raw, braid) if r % 2 == 0 else (braid, raw)):
-            fn(r)
-    rr, br = n / statistics.median(raw_t), n / statistics.median(braid_t)
-    print(f"materialize rows: raw pipelined HSET {rr:,.0f} rows/s   braid write_rows "
-          f"{br:,.0f} rows/s   braid/raw throughput {br / rr:5.2f}x  ({rounds} rounds)")
-    for r in range(rounds):
-        client.delete(*[f"rawbench{r}:{{{i}}}" for i in ids])
-
-
 def write(store: RedisOnlineStore, plan: ViewPlan, n: int, tile_entities: int,
           rounds: int) -> pa.Table:
     """Writes the rows and tiles the reads use; returns the rows."""
@@ -166,24 +123,14 @@ def write(store: RedisOnlineStore, plan: ViewPlan, n: int, tile_entities: int,
     store.write_rows(plan, rows)  # all older-or-equal: every row compared, none written
     dt = time.perf_counter() - t
     print(f"write_rows (replayed, all lose): {n / dt:,.0f} rows/s")
-    total = 0
+    tables = {hop: tile_table(plan, hop, tile_entities, rng, NOW) for hop in plan.hops}
+    total = sum(t.num_rows for t in tables.values())
     t = time.perf_counter()
-    for hop in plan.hops:
-        codec = TileCodec(plan, hop)
-        span = max(a.tiles for a in plan.aggregations if a.hop == hop)
-        k = NOW // hop
-        ids = np.repeat(np.arange(tile_entities), span)
-        starts = np.tile((np.arange(k - span + 1, k + 1)) * hop, tile_entities)
-        m = len(ids)
-        cols: dict[str, object] = {"user_id": ids, "tile_start": starts}
-        for p in codec.partials:
-            for col, dtype in zip(p.columns, p.field_types, strict=True):
-                cols[col] = (rng.integers(1, 50, m) if dtype == "int64"
-                             else rng.standard_normal(m) * 10)
-        store.write_tiles(plan, hop, pa.table(cols))
-        total += m
+    for hop, table in tables.items():
+        store.write_tiles(plan, hop, table)
     dt = time.perf_counter() - t
     print(f"write_tiles: {total:,} tiles in {dt:.2f}s = {total / dt:,.0f} tiles/s")
+    compare_tile_writes(store, plan, tables, rounds)
     t = time.perf_counter()
     hop = plan.hops[0]
     table = pa.table({"user_id": np.arange(tile_entities), "tile_start": np.full(

@@ -6,6 +6,7 @@ Example ``feature_repo/braid.yaml``::
     registry: sqlite:///data/registry.db
     offline_store: {path: data/offline}
     online_store: {type: sqlite, path: data/online.db}   # or {type: redis, url: redis://...}
+                                                         # (redis+cluster://host:port: a cluster)
     kafka: {bootstrap: null}                             # null: the local log under data/log
     flink: {mode: local}
 

@@ -49,12 +49,13 @@ def make_plan(ttl: str | None = "1h") -> ViewPlan:
     return lower(view, "proj")
 
 
-@pytest.fixture(params=["redis", "sqlite"])
+@pytest.fixture(params=["redis", "redis-cluster", "sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[OnlineStore]:
-    if request.param == "redis":
+    if request.param.startswith("redis"):
         from braid.online.redis_store import RedisOnlineStore
 
-        s: OnlineStore = RedisOnlineStore(request.getfixturevalue("redis_url"))
+        fixture = "redis_url" if request.param == "redis" else "redis_cluster_url"
+        s: OnlineStore = RedisOnlineStore(request.getfixturevalue(fixture))
     else:
         s = SqliteOnlineStore(tmp_path / "online.db")
     yield s
@@ -334,6 +335,50 @@ def test_tiles_are_pruned_relative_to_the_newest(store: OnlineStore, plan: ViewP
     fields = sorted(f for f in store.read_hash(f"{key_prefix(plan)}1}}") if f[0].isdigit())
     # span = max window (1h) + hop: tiles older than (k+8)*H - 70m, i.e. before k+1, go.
     assert fields == [f"{H}:{(k + 8) * H}"]
+
+
+def test_write_tiles_prunes_what_its_newest_tile_ages_out(store: OnlineStore,
+                                                          plan: ViewPlan) -> None:
+    codec = TileCodec(plan, H)
+    one = [(1,) if p.function == AggFunction.COUNT else None for p in codec.partials]
+    two = [(2,) if p.function == AggFunction.COUNT else None for p in codec.partials]
+    k = T0 // H
+    key = f"{key_prefix(plan)}1}}"
+    store.write_rows(plan, rows({"user_id": 1, "_ts": T0, "amount": 1.0}))
+    old = tiles_table(plan, H, [(1, (k - j) * H, one) for j in range(3)])
+    assert store.write_tiles(plan, H, old) == 3
+    assert store.write_tiles(plan, H, old) == 3  # rewriting existing tiles keeps them all
+    assert len([f for f in store.read_hash(key) if f[0].isdigit()]) == 3
+    # two states of one tile in a batch: the later wins; the newest tile ages out k-2 and k-1
+    # (span 70m: tiles before (k+7)*H - 70m = k*H go) while k and the row's fields stay
+    newer = tiles_table(plan, H, [(1, (k + 7) * H, one), (2, k * H, one), (1, (k + 7) * H, two)])
+    assert store.write_tiles(plan, H, newer) == 3
+    stored = store.read_hash(key)
+    assert sorted(f for f in stored if f[0].isdigit()) == [f"{H}:{k * H}", f"{H}:{(k + 7) * H}"]
+    assert codec.decode(stored[f"{H}:{(k + 7) * H}"]) == two
+    assert stored["f:amount"] == b"1.0"
+    assert f"{H}:{k * H}" in store.read_hash(f"{key_prefix(plan)}2}}")
+
+
+def test_batches_larger_than_one_pipeline_slice(store: OnlineStore, plan: ViewPlan) -> None:
+    n = 12_000  # > the Redis store's 8192-row slices: several slices, packed ahead
+    table = rows(*({"user_id": i % n, "_ts": T0 + (i >= n), "amount": float(i)}
+                   for i in range(2 * n)))
+    assert store.write_rows(plan, table) == 2 * n  # the second copy of each id is newer
+    got = reader(store, plan, "amount").read([{"user_id": u} for u in (0, 8191, 8192, n - 1)],
+                                             T0 + 1).to_dict()["amount"]
+    assert got == [float(n), float(n + 8191), float(n + 8192), float(2 * n - 1)]
+    codec = TileCodec(plan, H)
+    rng = random.Random(3)
+    entries = [(u, T0 - j * H, [(u + j,) if p.function == AggFunction.COUNT else None
+                                for p in codec.partials]) for u in range(3000) for j in range(4)]
+    rng.shuffle(entries)  # one entity's tiles scattered over the whole table
+    assert store.write_tiles(plan, H, tiles_table(plan, H, entries)) == 12_000
+    for u in (0, 1234, 2999):
+        stored = store.read_hash(f"{key_prefix(plan)}{u}}}")
+        assert sorted(f for f in stored if f[0].isdigit()) == sorted(
+            f"{H}:{T0 - j * H}" for j in range(4))
+        assert codec.decode(stored[f"{H}:{T0 - 3 * H}"])[0] == (u + 3,)
 
 
 def test_entity_key_errors(store: OnlineStore, plan: ViewPlan) -> None:

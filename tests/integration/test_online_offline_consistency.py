@@ -23,7 +23,7 @@ def make_repo(root: Path, online: str) -> Path:
     for f in EXAMPLE_REPO.glob("*.py"):
         shutil.copy(f, root / f.name)
     text = (EXAMPLE_REPO / "braid.yaml").read_text()
-    if online.startswith("redis://"):
+    if online.startswith("redis"):
         text = text.replace("type: sqlite            #", f"type: redis\n  url: {online}\n  #")
     (root / "braid.yaml").write_text(text)
     generate(FraudDataSpec(events=20_000, days=9, end_ms=END, seed=5), root / "data")
@@ -39,10 +39,11 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "redis-cluster"])
 def test_online_equals_offline_at_t(backend: str, tmp_path: Path,
                                     request: pytest.FixtureRequest) -> None:
-    url = request.getfixturevalue("redis_url") if backend == "redis" else "sqlite"
+    fixtures = {"redis": "redis_url", "redis-cluster": "redis_cluster_url"}
+    url = request.getfixturevalue(fixtures[backend]) if backend in fixtures else "sqlite"
     store = FeatureStore(make_repo(tmp_path, url))
     store.apply()
     store.backfill(progress=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +13,7 @@ import pyarrow.compute as pc
 
 from braid.algebra import MISSING_CREATED
 from braid.errors import StoreError
-from braid.online.encoding import FIELD_PREFIX, TileCodec, encode_column, encode_keys
+from braid.online.encoding import FIELD_PREFIX, TileCodec, encode_column, key_array
 from braid.plan import ViewPlan
 
 #: One HMGET: the key and the fields to read.
@@ -39,11 +40,15 @@ class SeqGuard:
 class RowBatch:
     """Projection rows encoded for a write: one entry per input row."""
 
-    keys: list[str]
+    key_array: pa.Array  # string
     ts: pa.Array  # int64
     ct: pa.Array  # int64, MISSING_CREATED where missing
     fields: list[str]  # "f:<name>" in plan order
     values: list[pa.Array]  # string, NULL = absent field
+
+    @cached_property
+    def keys(self) -> list[str]:
+        return self.key_array.to_pylist()  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -51,9 +56,21 @@ class TileBatch:
     """Tile rows encoded for a write: one entry per (key, tile_start)."""
 
     codec: TileCodec
-    keys: list[str]
-    starts: list[int]
-    values: list[str]
+    key_array: pa.Array  # string
+    start_array: pa.Array  # int64
+    value_array: pa.Array  # string
+
+    @cached_property
+    def keys(self) -> list[str]:
+        return self.key_array.to_pylist()  # type: ignore[no-any-return]
+
+    @cached_property
+    def starts(self) -> list[int]:
+        return self.start_array.to_pylist()  # type: ignore[no-any-return]
+
+    @cached_property
+    def values(self) -> list[str]:
+        return self.value_array.to_pylist()  # type: ignore[no-any-return]
 
     def by_key(self) -> dict[str, list[tuple[int, str]]]:
         """Rows grouped by key, first-seen order kept."""
@@ -106,7 +123,7 @@ def prepare_rows(plan: ViewPlan, table: pa.Table) -> RowBatch:
         if p.name not in table.column_names:
             raise StoreError(f"view '{plan.name}': rows table lacks projection '{p.name}'")
         values.append(encode_column(table.column(p.name), p.dtype))
-    return RowBatch(encode_keys(plan, table), ts, ct,
+    return RowBatch(key_array(plan, table), ts, ct,
                     [FIELD_PREFIX + p.name for p in plan.projections], values)
 
 
@@ -125,8 +142,7 @@ def prepare_tiles(plan: ViewPlan, hop: int, table: pa.Table) -> TileBatch:
     """Encode tile rows (entity keys, ``tile_start``, the hop's partial columns)."""
     codec = TileCodec(plan, hop)
     starts = tile_starts(plan, hop, table)
-    return TileBatch(codec, encode_keys(plan, table), starts.to_pylist(),
-                     codec.encode_table(table))
+    return TileBatch(codec, key_array(plan, table), starts, codec.encode_array(table))
 
 
 class OnlineStore(ABC):

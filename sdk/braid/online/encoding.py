@@ -60,6 +60,11 @@ def escape_key_part(value: str) -> str:
 
 def encode_keys(plan: ViewPlan, table: pa.Table) -> list[str]:
     """The store key of every row of ``table`` (which holds the view's join-key columns)."""
+    return key_array(plan, table).to_pylist()  # type: ignore[no-any-return]
+
+
+def key_array(plan: ViewPlan, table: pa.Table) -> pa.Array:
+    """:func:`encode_keys` as an Arrow string array (the vectorized write paths use it)."""
     parts: list[pa.Array] = []
     for name, dtype in plan.entity_keys:
         if name not in table.column_names:
@@ -72,8 +77,8 @@ def encode_keys(plan: ViewPlan, table: pa.Table) -> list[str]:
                 col = pc.replace_substring(col, old, "\\" + old)
         parts.append(pc.cast(col, pa.string()))
     joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, ":")
-    keys = pc.binary_join_element_wise(key_prefix(plan), joined, "}", "")
-    return keys.to_pylist()  # type: ignore[no-any-return]
+    out = pc.binary_join_element_wise(key_prefix(plan), joined, "}", "")
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
 # ------------------------------------------------------------------------------ values
@@ -92,9 +97,15 @@ def encode_floats(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     text = pc.cast(arr, pa.string())
-    plain = pc.invert(pc.match_substring_regex(text, r"[.eni]"))
-    text = pc.if_else(plain, pc.binary_join_element_wise(text, ".0", ""), text)
-    mag = np.abs(arr.to_numpy(zero_copy_only=False))
+    values = arr.to_numpy(zero_copy_only=False)  # NULL -> NaN
+    mag = np.abs(values)
+    with np.errstate(invalid="ignore"):
+        # Arrow spells a finite integral value below 1e9 as bare digits ("100"): add ".0".
+        # (The same test as "no '.', 'e', 'n' or 'i' in the text", without a regex pass;
+        # [1e9, 1e16) is replaced by repr below, and from 1e16 on Arrow writes an exponent.)
+        plain = np.isfinite(values) & (values == np.trunc(values)) & (mag < 1e9)
+    if plain.any():
+        text = pc.if_else(pa.array(plain), pc.binary_join_element_wise(text, ".0", ""), text)
     odd = np.zeros(len(arr), dtype=bool)
     for lo, hi in _REPR_MISMATCH:
         odd |= (mag >= lo) & (mag < hi)
@@ -102,8 +113,7 @@ def encode_floats(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
         odd &= arr.is_valid().to_numpy(zero_copy_only=False)
     if not odd.any():
         return text
-    values = arr.to_numpy(zero_copy_only=False)[odd]
-    fixed = pa.array([repr(v) for v in values.tolist()], pa.string())
+    fixed = pa.array([repr(v) for v in values[odd].tolist()], pa.string())
     return pc.replace_with_mask(text, pa.array(odd), fixed)
 
 
@@ -186,6 +196,10 @@ class TileCodec:
 
     def encode_table(self, table: pa.Table) -> list[str]:
         """Tile values of every row (partial columns named ``PartialPlan.columns``)."""
+        return self.encode_array(table).to_pylist()  # type: ignore[no-any-return]
+
+    def encode_array(self, table: pa.Table) -> pa.Array:
+        """:meth:`encode_table` as an Arrow string array."""
         cols: list[pa.Array] = []
         for p in self.partials:
             for name, dtype in zip(p.columns, p.field_types, strict=True):
@@ -194,8 +208,9 @@ class TileCodec:
                 text = encode_column(table.column(name), dtype, tile=True)
                 cols.append(pc.fill_null(text, ""))
         if len(cols) == 1:
-            return cols[0].to_pylist()  # type: ignore[no-any-return]
-        return pc.binary_join_element_wise(*cols, ",").to_pylist()  # type: ignore[no-any-return]
+            return cols[0]
+        out: pa.Array = pc.binary_join_element_wise(*cols, ",")
+        return out
 
     def encode(self, partials: Sequence[Partial]) -> str:
         """The tile value of python partials (``None`` = empty partial)."""

@@ -4,8 +4,16 @@ Traps handled here (DESIGN §5): ``tostring`` keeps 14 digits, so floats are wri
 shortest of ``%.15g``/``%.16g``/``%.17g`` that parses back to the same double; a float
 returned to the client is truncated to an integer, so scripts return only integers; and
 ``HINCRBYFLOAT`` rounds through long double, so it is never used. int64 values are kept as
-decimal strings: they are compared as strings and added with exact decimal arithmetic
-(doubles are exact only below 2^53), with overflow refused as DESIGN §4.3 requires.
+decimal strings: they are compared as strings (numerically when both are below 10^15, exact as
+doubles) and added with exact decimal arithmetic (doubles are exact only below 2^53), with
+overflow refused as DESIGN §4.3 requires.
+
+Expiry is garbage collection only (DESIGN §4.6). ``expire`` refreshes a key's relative
+``PEXPIRE`` only when less than ``expiry - 1 hour`` is left: a ``PTTL`` read costs less than
+a ``PEXPIRE``, which Redis also propagates to the AOF. A key written again within the hour
+keeps its earlier deadline, so it expires between ``expiry - 1 hour`` and ``expiry`` after its
+last write, i.e. at least ``max(ttl, W + h + L) + 23 hours`` later, past anything a reader
+may still serve. (A deliberate relaxation of "from the time of writing", for write speed.)
 """
 
 from __future__ import annotations
@@ -28,6 +36,11 @@ local function bcmp(a, b)
 end
 
 local function icmp(a, b)
+  if #a < 16 and #b < 16 then  -- below 10^15: exact as doubles, one comparison
+    local x, y = tonumber(a), tonumber(b)
+    if x < y then return -1 elseif x > y then return 1 end
+    return 0
+  end
   local na, nb = a:byte(1) == 45, b:byte(1) == 45
   if na ~= nb then return na and -1 or 1 end
   local c
@@ -172,9 +185,10 @@ end
 local function prune(key, hop, span)
   local pre = hop .. ':'
   local tiles, newest = {}, nil
+  local from = #pre + 1
   for _, f in ipairs(redis.call('HKEYS', key)) do
-    if f:sub(1, #pre) == pre then
-      local t = tonumber(f:sub(#pre + 1))
+    if string.find(f, pre, 1, true) == 1 then
+      local t = tonumber(string.sub(f, from))
       if t then
         tiles[#tiles + 1] = {f, t}
         if newest == nil or t > newest then newest = t end
@@ -189,28 +203,32 @@ local function prune(key, hop, span)
   if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
 end
 
+local REFRESH = 3600000
 local function expire(key, ms)
-  if ms ~= '' then redis.call('PEXPIRE', key, ms) end
+  if ms == '' then return end
+  local left = redis.call('PTTL', key)
+  if left < 0 or left < tonumber(ms) - REFRESH then redis.call('PEXPIRE', key, ms) end
 end
 """
 
-#: KEYS: one hash per row. ARGV: pexpire ms ('' = none), n, the n projection field names,
-#: then per key: ts, ct, and n values ('' = NULL, otherwise '=' .. text). Returns rows won.
+#: KEYS: one hash per row (a key may repeat). ARGV: pexpire ms ('' = none), n, then per key:
+#: ts, ct, a NULL mask ('' = no NULL value, otherwise n characters, '1' = NULL) and n pairs
+#: (field name, value; '' for NULL). Fixed-width pairs let a row without NULLs be written
+#: with one ``unpack`` of its arguments. ``PEXPIRE`` only for rows that won: a losing row
+#: writes nothing, and the winner already set the expiry. Returns rows won.
 WRITE_ROWS = PRELUDE + r"""
 local pexp, np = ARGV[1], tonumber(ARGV[2])
-local names = {}
-for j = 1, np do names[j] = ARGV[2 + j] end
-local at, won = 3 + np, 0
+local at, won, width = 3, 0, 2 * np
 for _, key in ipairs(KEYS) do
-  local ts, ct = ARGV[at], ARGV[at + 1]
-  local win = true
+  local ts, ct, mask = ARGV[at], ARGV[at + 1], ARGV[at + 2]
   local cur = redis.call('HMGET', key, '_ts', '_ct')
+  local win = true
   if cur[1] then
     local c = icmp(ts, cur[1])
     if c == 0 then c = icmp(ct, cur[2] or MISSING) end
     if c == 0 then
-      local new = {}
-      for j = 1, np do new[j] = ARGV[at + 1 + j]:sub(2) end
+      local names, new = {}, {}
+      for j = 1, np do names[j] = ARGV[at + 1 + 2 * j]; new[j] = ARGV[at + 2 + 2 * j] end
       local old = redis.call('HMGET', key, unpack(names))
       for j = 1, np do old[j] = old[j] or '' end
       c = bcmp(table.concat(new, '\31'), table.concat(old, '\31'))
@@ -218,42 +236,36 @@ for _, key in ipairs(KEYS) do
     win = c > 0
   end
   if win then
-    local sets, dels = {'_ts', ts}, {}
-    if ct == MISSING then dels[1] = '_ct' else sets[3] = '_ct'; sets[4] = ct end
-    for j = 1, np do
-      local v = ARGV[at + 1 + j]
-      if v == '' then dels[#dels + 1] = names[j]
-      else sets[#sets + 1] = names[j]; sets[#sets + 1] = v:sub(2) end
+    if mask == '' and ct == MISSING then
+      redis.call('HSET', key, '_ts', ts, unpack(ARGV, at + 3, at + 2 + width))
+      if cur[2] then redis.call('HDEL', key, '_ct') end
+    elseif mask == '' then
+      redis.call('HSET', key, '_ts', ts, '_ct', ct, unpack(ARGV, at + 3, at + 2 + width))
+    else
+      local sets, dels = {'_ts', ts}, {}
+      if ct == MISSING then dels[1] = '_ct' else sets[3] = '_ct'; sets[4] = ct end
+      for j = 1, np do
+        local name = ARGV[at + 1 + 2 * j]
+        if mask:byte(j) == 49 then dels[#dels + 1] = name
+        else sets[#sets + 1] = name; sets[#sets + 1] = ARGV[at + 2 + 2 * j] end
+      end
+      redis.call('HSET', key, unpack(sets))
+      if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
     end
-    redis.call('HSET', key, unpack(sets))
-    if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
+    expire(key, pexp)
     won = won + 1
   end
-  expire(key, pexp)
-  at = at + 2 + np
+  at = at + 3 + width
 end
 return won
 """
 
-#: KEYS: one hash per entity. ARGV: pexpire ms, hop, prune span, then per key: n and n pairs
-#: (tile_start, value). Absolute states: overwrite. Returns tile fields written.
-WRITE_TILES = PRELUDE + r"""
-local pexp, hop, span = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local at, written = 4, 0
-for _, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[at])
-  local sets = {}
-  for j = 1, n do
-    sets[#sets + 1] = hop .. ':' .. ARGV[at + 2 * j - 1]
-    sets[#sets + 1] = ARGV[at + 2 * j]
-  end
-  redis.call('HSET', key, unpack(sets))
-  written = written + n
-  prune(key, hop, span)
-  expire(key, pexp)
-  at = at + 1 + 2 * n
-end
-return written
+#: KEYS: hashes whose tiles of one hop were just written (``write_tiles`` writes absolute
+#: states with plain ``HSET``). ARGV: hop, prune span. Returns the keys pruned.
+PRUNE_TILES = PRELUDE + r"""
+local hop, span = ARGV[1], tonumber(ARGV[2])
+for _, key in ipairs(KEYS) do prune(key, hop, span) end
+return #KEYS
 """
 
 #: KEYS: one hash per entity. ARGV: pexpire ms, hop, prune span, layout, guard field ('' =

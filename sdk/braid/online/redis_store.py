@@ -1,16 +1,22 @@
 """Redis online store: one hash per (project, namespace, entity) (DESIGN §6).
 
-Writes go through Lua scripts (:mod:`braid.online.lua`) applied to batches of keys, several
-batches per pipelined round trip; reads are pipelined HMGETs, one per key, so every command
-touches one key (Redis Cluster routes them; the multi-key write scripts would have to be
-grouped by hash slot for a cluster, which is not done yet).
+Writes go through Lua scripts (:mod:`braid.online.lua`) applied to batches of up to
+``KEYS_PER_CALL`` keys, all calls of a write pipelined in one round trip per node
+(:mod:`braid.online.redis_nodes`); the bulk paths of materialize pack their calls column-wise
+(:mod:`braid.online.redis_bulk`). Reads are pipelined HMGETs, one per key.
+
+A Redis Cluster (URL ``redis+cluster://host:port``) works the same way: keys are hash-tagged
+on the entity, so the keys of each multi-key script call are chosen from one hash slot, and
+every call and read goes to the node serving its slot, all nodes in parallel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -26,28 +32,40 @@ from braid.online.base import (
     prepare_tiles,
     tile_starts,
 )
-from braid.online.encoding import TileCodec, encode_keys, expiry_ms, prune_span
+from braid.online.encoding import TileCodec, encode_keys, expiry_ms, key_array, prune_span
 from braid.online.lua import (
     MERGE_TILES,
     MERGE_WRITE,
+    PRUNE_TILES,
     READ_FIELDS,
     WRITE_ROWS,
-    WRITE_TILES,
     WRITE_TILES_MONOTONIC,
 )
+from braid.online.redis_bulk import KEYS_PER_CALL, key_commands, row_commands, tile_commands
+from braid.online.redis_nodes import Command, RedisNodes, Script
+from braid.online.resp import pack
 from braid.online.tilemerge import merge_tile_values
 from braid.plan import ViewPlan
 
+_G = TypeVar("_G")
+_T = TypeVar("_T")
 _ONE = "1"
 _NEW = {True: "1", False: "0"}  # MERGE_WRITE's prune flag: some tile of the key is new
 
-#: Keys per script call, and script calls per pipelined round trip.
-KEYS_PER_CALL = 1000
-CALLS_PER_PIPELINE = 8
+#: Rows packed per slice of a bulk write (see ``RedisOnlineStore._slices``), and slices
+#: packed at once.
+SLICE_ROWS = 8192
+PACK_THREADS = 2
+#: One script call: the hash slot of its keys, the keys and the other arguments.
+Call = tuple[int, list[str], list[str | bytes]]
 
 
 class RedisOnlineStore(OnlineStore):
     """The online store on Redis (or anything speaking its protocol with Lua).
+
+    ``url`` is ``redis://host:port/db`` for one server or ``redis+cluster://host:port`` for a
+    Redis Cluster (any node; the others are discovered). ``client`` is the redis-py client
+    (``Redis`` or ``RedisCluster``) for single-key commands.
 
     Example:
         >>> store = RedisOnlineStore("redis://127.0.0.1:6379/0")
@@ -55,45 +73,76 @@ class RedisOnlineStore(OnlineStore):
     """
 
     def __init__(self, url: str, **client_options: Any) -> None:
-        import redis  # imported here so `import braid` never needs redis
-
         self.url = url
-        self._redis = redis
-        self.client = redis.Redis.from_url(url, **client_options)
-        self._rows = self.client.register_script(WRITE_ROWS)
-        self._tiles = self.client.register_script(WRITE_TILES)
-        self._merge = self.client.register_script(MERGE_TILES)
-        self._merge_write = self.client.register_script(MERGE_WRITE)
-        self._read = self.client.register_script(READ_FIELDS)
-        self._monotonic = self.client.register_script(WRITE_TILES_MONOTONIC)
+        self.nodes = RedisNodes(url, **client_options)
+        self.client = self.nodes.client
+        self._errors = self.nodes.errors
+        self._rows = Script(WRITE_ROWS)
+        self._prune = Script(PRUNE_TILES)
+        self._merge = Script(MERGE_TILES)
+        self._merge_write = Script(MERGE_WRITE)
+        self._read = Script(READ_FIELDS)
+        self._monotonic = Script(WRITE_TILES_MONOTONIC)
 
     # ------------------------------------------------------------------ writes
 
     def write_rows(self, plan: ViewPlan, table: pa.Table) -> int:
         if table.num_rows == 0 or not plan.projections:
             return 0
-        batch = prepare_rows(plan, table)
-        ts = pc.cast(batch.ts, pa.string()).to_pylist()
-        ct = pc.cast(batch.ct, pa.string()).to_pylist()
-        # '=' marks a value so that '' can stand for NULL (an absent field).
-        vals = [pc.fill_null(pc.binary_join_element_wise("=", v, ""), "").to_pylist()
-                for v in batch.values]
-        exp = expiry_ms(plan)
-        head = ["" if exp is None else str(exp), str(len(batch.fields)), *batch.fields]
-        calls = []
-        for lo in range(0, len(batch.keys), KEYS_PER_CALL):
-            hi = lo + KEYS_PER_CALL
-            args: list[str] = list(head)
-            for row in zip(ts[lo:hi], ct[lo:hi], *(v[lo:hi] for v in vals), strict=True):
-                args.extend(row)
-            calls.append((batch.keys[lo:hi], args))
-        return sum(self._run(self._rows, calls))
+
+        def build(part: pa.Table) -> list[Command]:
+            return row_commands(self.nodes, self._rows.sha, plan, prepare_rows(plan, part))
+
+        return self._total(self._rows, _pack_ahead(self._slices(table, None), build))
 
     def write_tiles(self, plan: ViewPlan, hop: int, table: pa.Table) -> int:
         if table.num_rows == 0:
             return 0
-        batch = prepare_tiles(plan, hop, table)
-        return sum(self._run(self._tiles, self._tile_calls(plan, hop, batch, [])))
+        keys = key_array(plan, table)
+        order = pc.sort_indices(keys)  # stable: of two states of one tile the later still wins
+        table, keys = table.take(order), keys.take(order)
+
+        sent: list[pa.Array] = []
+
+        def build(part: pa.Table) -> tuple[list[Command], list[pa.Array]]:
+            return tile_commands(self.nodes, plan, hop, prepare_tiles(plan, hop, part))
+
+        def batches() -> Iterator[list[Command]]:
+            for commands, command_keys in _pack_ahead(self._slices(table, keys), build):
+                sent.extend(command_keys)
+                yield commands
+
+        replies = self._execute(batches(), None, "write")
+        # HSET replies how many fields it created. None: every tile existed, so the key's
+        # newest tile did not move and earlier prunes left nothing to do; else prune the key.
+        grown = []
+        for ks, r in zip(sent, replies, strict=True):
+            created = np.asarray(r if isinstance(r, list) else [r], np.int64)
+            grown.append(ks.filter(pa.array(created[::len(created) // len(ks)] > 0)))
+        grown = [k for k in grown if len(k)]
+        if grown:
+            self._total(self._prune, [key_commands(
+                self.nodes, self._prune.sha, pa.concat_arrays(grown),
+                [str(hop), str(prune_span(plan, hop))])])
+        return table.num_rows
+
+    def _slices(self, table: pa.Table, keys: pa.Array | None) -> Iterator[pa.Table]:
+        """``table`` in slices of about ``SLICE_ROWS`` rows, cut between keys when ``keys``
+        (sorted) is given, so that packing a slice overlaps the server running the one
+        before. On a cluster the table stays whole: calls are cut by slot, and slices would
+        only make them smaller."""
+        n = table.num_rows
+        if self.nodes.cluster or n <= SLICE_ROWS:
+            yield table
+            return
+        lo = 0
+        while lo < n:
+            hi = min(lo + SLICE_ROWS, n)
+            if keys is not None:
+                while hi < n and keys[hi] == keys[hi - 1]:
+                    hi += 1
+            yield table.slice(lo, hi - lo)
+            lo = hi
 
     def write_tiles_monotonic(self, plan: ViewPlan, hop: int, table: pa.Table) -> int:
         if table.num_rows == 0:
@@ -136,13 +185,12 @@ class RedisOnlineStore(OnlineStore):
         head: list[str | bytes] = ["" if exp is None else str(exp), str(hop),
                                    str(prune_span(plan, hop)), guard.field if guard else "",
                                    str(guard.seq) if guard else ""]
-        calls: list[tuple[list[str], list[str | bytes]]] = []
-        groups = list(rows.items())
+        calls: list[Call] = []
         was = [b"" if v is None else b"=" + v for v in old]
         triples = [(f, w, v) for f, w, v in zip(fields, was, values, strict=True)]
-        for lo in range(0, len(groups), KEYS_PER_CALL):
+        for slot, part in self._by_slot(list(rows.items())):
             args = list(head)
-            for _, idx in groups[lo:lo + KEYS_PER_CALL]:
+            for _, idx in part:
                 if len(idx) == 1:
                     i = idx[0]
                     args += [_ONE, _NEW[old[i] is None], *triples[i]]
@@ -150,9 +198,10 @@ class RedisOnlineStore(OnlineStore):
                 args += [str(len(idx)), _NEW[any(old[i] is None for i in idx)]]
                 for i in idx:
                     args += triples[i]
-            calls.append(([k for k, _ in groups[lo:lo + KEYS_PER_CALL]], args))
+            calls.append((slot, [k for k, _ in part], args))
         applied, redo = 0, []
-        for (call_keys, _), n in zip(calls, self._run(self._merge_write, calls), strict=True):
+        for (_, call_keys, _), n in zip(calls, self._run(self._merge_write, calls),
+                                        strict=True):
             if n < 0:
                 redo += call_keys
             else:
@@ -166,19 +215,16 @@ class RedisOnlineStore(OnlineStore):
                     guard: SeqGuard | None, old: list[bytes | None]) -> list[str]:
         """Fill ``old`` with the stored value of each row's tile; returns the keys the guard
         does not skip. ``READ_FIELDS`` calls of ``KEYS_PER_CALL`` keys, one round trip."""
-        groups = list(rows.items())
-        pipe = self.client.pipeline(transaction=False)
-        for lo in range(0, len(groups), KEYS_PER_CALL):
-            args: list[str] = [guard.field if guard else ""]
-            for _, idx in groups[lo:lo + KEYS_PER_CALL]:
+        calls: list[Call] = []
+        groups: list[tuple[str, list[int]]] = []
+        for slot, part in self._by_slot(list(rows.items())):
+            args: list[str | bytes] = [guard.field if guard else ""]
+            for _, idx in part:
                 args.append(str(len(idx)))
                 args += [fields[i] for i in idx]
-            self._read(keys=[k for k, _ in groups[lo:lo + KEYS_PER_CALL]], args=args,
-                       client=pipe)
-        try:
-            replies = pipe.execute()
-        except self._redis.RedisError as e:
-            raise StoreError(f"redis read failed on {self.url}: {e}") from e
+            calls.append((slot, [k for k, _ in part], args))
+            groups += part
+        replies = self._call(self._read, calls, "read")
         flat = [v for reply in replies for v in reply]
         todo = []
         at, g = 0, 1 if guard else 0
@@ -203,45 +249,68 @@ class RedisOnlineStore(OnlineStore):
         return sum(self._run(self._merge, self._tile_calls(plan, hop, batch, extra)))
 
     def _tile_calls(self, plan: ViewPlan, hop: int, batch: TileBatch,
-                    extra: list[str]) -> list[tuple[list[str], list[str | bytes]]]:
+                    extra: list[str]) -> list[Call]:
         exp = expiry_ms(plan)
         head = ["" if exp is None else str(exp), str(hop), str(prune_span(plan, hop)), *extra]
-        calls = []
-        groups = list(batch.by_key().items())
-        for lo in range(0, len(groups), KEYS_PER_CALL):
+        calls: list[Call] = []
+        for slot, part in self._by_slot(list(batch.by_key().items())):
             keys: list[str] = []
             args: list[str | bytes] = list(head)
-            for key, tiles in groups[lo:lo + KEYS_PER_CALL]:
+            for key, tiles in part:
                 keys.append(key)
                 args.append(str(len(tiles)))
                 for start, value in tiles:
                     args.append(str(start))
                     args.append(value)
-            calls.append((keys, args))
+            calls.append((slot, keys, args))
         return calls
 
-    def _run(self, script: Any, calls: Sequence[tuple[list[str], Sequence[str | bytes]]]
-             ) -> Iterator[int]:
-        """Run script calls, ``CALLS_PER_PIPELINE`` per round trip; yields each result."""
-        results: list[int] = []
-        for lo in range(0, len(calls), CALLS_PER_PIPELINE):
-            pipe = self.client.pipeline(transaction=False)
-            for keys, args in calls[lo:lo + CALLS_PER_PIPELINE]:
-                script(keys=keys, args=args, client=pipe)
-            try:
-                out = pipe.execute(raise_on_error=True)
-            except self._redis.ResponseError as e:
-                if "braid overflow" in str(e):
-                    raise OverflowError64(str(e).split("braid overflow: ")[-1]) from None
-                raise StoreError(f"redis script failed on {self.url}: {e}") from e
-            except self._redis.RedisError as e:
-                raise StoreError(f"redis write failed on {self.url}: {e}") from e
-            results.extend(int(x) for x in out)
-        return iter(results)
+    def _by_slot(self, groups: list[tuple[str, _G]]) -> list[tuple[int, list[tuple[str, _G]]]]:
+        """(key, payload) pairs cut into script calls of at most ``KEYS_PER_CALL`` keys whose
+        keys share a hash slot (on one server: consecutive runs); each call with its slot."""
+        slots = self.nodes.slots([k for k, _ in groups]) if self.nodes.cluster else None
+        if slots is not None:
+            order = np.argsort(slots, kind="stable")
+            groups, slots = [groups[i] for i in order], slots[order]
+        return [(slot, groups[lo:hi])
+                for slot, lo, hi in self.nodes.chunks(slots, len(groups), KEYS_PER_CALL)]
+
+    def _run(self, script: Script, calls: Sequence[Call]) -> list[int]:
+        """Run script calls in one pipelined round trip per node; each call's integer."""
+        return [int(x) for x in self._call(script, calls, "write")]
+
+    def _call(self, script: Script, calls: Sequence[Call], what: str) -> list[Any]:
+        commands: list[Command] = [
+            (slot, [pack(["EVALSHA", script.sha, str(len(keys)), *keys, *args])], 1)
+            for slot, keys, args in calls]
+        return self._execute([commands], script, what)
+
+    def _total(self, script: Script, batches: Iterable[Sequence[Command]]) -> int:
+        return sum(int(x) for x in self._execute(batches, script, "write"))
+
+    def _execute(self, batches: Iterable[Sequence[Command]], script: Script | None,
+                 what: str) -> list[Any]:
+        """Replies of packed commands (batches sent as produced, see ``RedisNodes.execute``);
+        a failed command raises (an int64 overflow as OverflowError64)."""
+        try:
+            replies = self.nodes.execute(batches, script)
+        except self.nodes.failures as e:
+            raise StoreError(f"redis {what} failed on {self.url}: {e}") from e
+        for r in (x for reply in replies for x in (reply if isinstance(reply, list) else [reply])):
+            if isinstance(r, self._errors.ResponseError):
+                if "braid overflow" in str(r):
+                    raise OverflowError64(str(r).split("braid overflow: ")[-1]) from None
+                raise StoreError(f"redis {what} failed on {self.url}: {r}") from r
+        return replies
 
     # ------------------------------------------------------------------ reads
 
     def fetch(self, requests: Sequence[FieldRequest]) -> list[list[bytes | None]]:
+        if self.nodes.cluster and len(requests) > 1:  # one pipeline per node, in parallel
+            slots = self.nodes.slots([key for key, _ in requests])
+            return self._execute([[(int(slot), [pack(["HMGET", key, *fields])], 1)
+                                   for slot, (key, fields) in zip(slots, requests, strict=True)]],
+                                 None, "read")
         try:
             if len(requests) == 1:
                 key, fields = requests[0]
@@ -250,7 +319,7 @@ class RedisOnlineStore(OnlineStore):
             for key, fields in requests:
                 pipe.execute_command("HMGET", key, *fields)
             return pipe.execute()  # type: ignore[no-any-return]
-        except self._redis.RedisError as e:
+        except self.nodes.failures as e:
             raise StoreError(f"redis read failed on {self.url}: {e}") from e
 
     def read_hash(self, key: str) -> dict[str, bytes]:
@@ -258,4 +327,11 @@ class RedisOnlineStore(OnlineStore):
         return {k.decode(): v for k, v in raw.items()}
 
     def close(self) -> None:
-        self.client.close()
+        self.nodes.close()
+
+
+def _pack_ahead(parts: Iterator[pa.Table], build: Callable[[pa.Table], _T]) -> Iterator[_T]:
+    """``build(part)`` of every part, in order, computed ``PACK_THREADS`` at a time on worker
+    threads (Arrow's kernels release the GIL) while the caller sends what is ready."""
+    with ThreadPoolExecutor(max_workers=PACK_THREADS) as pool:
+        yield from pool.map(build, parts)
