@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -211,6 +212,21 @@ class OnlineStore(ABC):
             OverflowError64: an int64 sum overflowed; nothing of the affected batch of keys
                 was written.
         """
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the writes made inside into one durable step where the store can.
+
+        The default groups nothing (each write call is atomic on its own); the SQLite store
+        runs them in one transaction, so pages a micro-batch touches are written once.
+        Every write keeps its own guarantees either way (guards, last-write-wins).
+
+        Example:
+            >>> with store.batch():
+            ...     store.merge_tiles(plan, hop, deltas, guard=guard)
+            ...     store.write_rows(plan, rows)
+        """
+        yield
 
     @abstractmethod
     def fetch(self, requests: Sequence[FieldRequest]) -> list[list[bytes | None]]:

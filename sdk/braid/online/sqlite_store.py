@@ -7,7 +7,8 @@ key and hash field and value the same text (stored as a BLOB of its UTF-8 bytes)
     braid_online_expiry(key TEXT PRIMARY KEY, expires_at INTEGER)  -- epoch ms, for gc()
 
 Every write runs in one ``BEGIN IMMEDIATE`` transaction, which serializes writers across
-threads and processes, so last-write-wins and guarded merges are atomic per call. Expiry is
+threads and processes, so last-write-wins and guarded merges are atomic per call; inside
+:meth:`SqliteOnlineStore.batch` the calls share one transaction (the runner's micro-batch). Expiry is
 garbage collection only (:meth:`SqliteOnlineStore.gc`); readers never look at it.
 """
 
@@ -93,8 +94,25 @@ class SqliteOnlineStore(OnlineStore):
         return con
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One ``BEGIN IMMEDIATE`` transaction around every write made inside (this thread):
+        the runner's micro-batch writes each page it touches once, and commits once."""
+        if getattr(self._local, "batch", False):
+            yield
+            return
+        with self._tx():
+            self._local.batch = True
+            try:
+                yield
+            finally:
+                self._local.batch = False
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         con = self._con()
+        if getattr(self._local, "batch", False):  # inside batch(): its transaction
+            yield con
+            return
         con.execute("BEGIN IMMEDIATE")
         try:
             yield con
@@ -268,8 +286,14 @@ class SqliteOnlineStore(OnlineStore):
             return self._merge_tiles_each(plan, hop, table, guard)
         uniq = list(dict.fromkeys(keys))
         with self._tx() as con:
-            stored = self._load(con, uniq, prefix=prefix,
-                                extra=guard.field if guard is not None else None)
+            # point reads of the merged tiles (and the guard), not every tile of the key
+            wanted = list(dict.fromkeys(fields))
+            if len(wanted) > _CHUNK:  # a long span of tiles: one range scan per key instead
+                stored = self._load(con, uniq, prefix=prefix,
+                                    extra=guard.field if guard is not None else None)
+            else:
+                stored = self._load(con, uniq, wanted if guard is None
+                                    else [*wanted, guard.field])
             if guard is not None:
                 done = {k for k in uniq if guard.field in stored[k]
                         and int(stored[k][guard.field]) >= guard.seq}
@@ -281,8 +305,8 @@ class SqliteOnlineStore(OnlineStore):
                     uniq = [k for k in uniq if k not in done]
                 if not uniq:
                     return 0
-            values = merge_tile_values(codec, [stored[k].get(f) for k, f in
-                                               zip(keys, fields, strict=True)], table)
+            old = [stored[k].get(f) for k, f in zip(keys, fields, strict=True)]
+            values = merge_tile_values(codec, old, table)
             rows = list(zip(keys, fields, values, strict=True))
             if guard is not None:
                 seq = str(guard.seq).encode()
@@ -292,8 +316,11 @@ class SqliteOnlineStore(OnlineStore):
             if exp is not None:
                 at = int(time.time() * 1000) + exp
                 con.executemany(_UPSERT_EXPIRY, [(k, at) for k in uniq])
-            con.executemany(_DELETE, _pruned(stored, keys, starts, prefix,
-                                             prune_span(plan, hop)))
+            # A key whose merged tiles all existed keeps its newest tile, and every earlier
+            # write pruned relative to it: only keys given a new tile can have tiles to prune.
+            grown = list(dict.fromkeys(k for k, o in zip(keys, old, strict=True) if o is None))
+            if grown:
+                self._prune(con, grown, hop, prune_span(plan, hop))
         return len(uniq)
 
     def _merge_tiles_each(self, plan: ViewPlan, hop: int, table: pa.Table,
@@ -358,20 +385,6 @@ class SqliteOnlineStore(OnlineStore):
                 con.close()
             self._all.clear()
         self._local = threading.local()
-
-
-def _pruned(stored: dict[str, Hash], keys: list[str], starts: list[int], prefix: str,
-            span: int) -> list[tuple[str, str]]:
-    """(key, field) of the tiles a merge leaves older than the key's newest tile - span:
-    stored tiles of the hop plus the ones just written."""
-    newest: dict[str, int] = {}
-    tiles: list[tuple[str, int]] = list(zip(keys, starts, strict=True))
-    for key in newest.fromkeys(keys):
-        tiles += [(key, int(f[len(prefix):])) for f in stored[key] if f.startswith(prefix)]
-    for key, start in tiles:
-        if start > newest.get(key, start - 1):
-            newest[key] = start
-    return list({(k, f"{prefix}{s}") for k, s in tiles if s < newest[k] - span})
 
 
 def _marks(items: Sequence[object]) -> str:
