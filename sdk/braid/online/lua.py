@@ -285,11 +285,16 @@ for _, key in ipairs(KEYS) do
     applied = applied + 1
     local p = pending[key]
     if p == nil then p = {}; pending[key] = p; keys[#keys + 1] = key end
+    local fields, cur = {}, {}
+    for j = 1, n do fields[j] = hop .. ':' .. ARGV[at + 2 * j - 1] end
+    for lo = 1, n, 500 do  -- one HMGET per 500 tiles (unpack has a stack limit)
+      local got = redis.call('HMGET', key, unpack(fields, lo, math.min(n, lo + 499)))
+      for j = 1, #got do cur[lo + j - 1] = got[j] end
+    end
     for j = 1, n do
-      local field = hop .. ':' .. ARGV[at + 2 * j - 1]
-      local delta = ARGV[at + 2 * j]
+      local field, delta = fields[j], ARGV[at + 2 * j]
       local old = p[field]
-      if old == nil then old = redis.call('HGET', key, field) end
+      if old == nil then old = cur[j] end
       if old then p[field] = merge_value(parts, old, delta) else p[field] = delta end
     end
     if state.overflow then

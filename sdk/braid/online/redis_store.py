@@ -83,6 +83,10 @@ class RedisOnlineStore(OnlineStore):
         self._merge_write = Script(MERGE_WRITE)
         self._read = Script(READ_FIELDS)
         self._monotonic = Script(WRITE_TILES_MONOTONIC)
+        #: Per (namespace, hop): (guard seq, greatest tile start merged before that seq,
+        #: greatest merged so far). Tiles beyond the first are new to every key, which decides
+        #: where a merge runs (:meth:`merge_tiles`); chunks of one batch share the seq.
+        self._newest_merged: dict[tuple[str, int], tuple[int | None, int | None, int]] = {}
 
     # ------------------------------------------------------------------ writes
 
@@ -157,11 +161,17 @@ class RedisOnlineStore(OnlineStore):
         """Read the stored tiles (one pipelined round trip), merge the deltas column-wise in
         Python (:mod:`braid.online.tilemerge`) and write with ``MERGE_WRITE``, which applies
         a call only if the fields still hold what was read; a call that meets a concurrent
-        change is redone by the server-side ``MERGE_TILES`` merge."""
+        change is redone by the server-side ``MERGE_TILES`` merge.
+
+        When most deltas are for tiles beyond any merged before (a backlog, a new hop), there
+        is little to read: the server-side merge writes them in one call per batch of keys,
+        without the read round trip. Both paths give the same values (the algebra's merge)."""
         if table.num_rows == 0:
             return 0
         codec = TileCodec(plan, hop)
         starts = tile_starts(plan, hop, table).to_pylist()
+        if self._mostly_new(plan, hop, starts, guard):
+            return self._merge_in_lua(plan, hop, table, guard)
         keys = encode_keys(plan, table)
         if len(set(zip(keys, starts, strict=True))) != len(keys):
             return self._merge_in_lua(plan, hop, table, guard)
@@ -211,6 +221,20 @@ class RedisOnlineStore(OnlineStore):
             applied += self._merge_in_lua(plan, hop, table.take(take), guard)
         return applied
 
+    def _mostly_new(self, plan: ViewPlan, hop: int, starts: list[int],
+                    guard: SeqGuard | None) -> bool:
+        """Whether at least half of ``starts`` lie beyond every tile merged before this
+        batch (the guard's seq; without a guard, before this call)."""
+        seq = guard.seq if guard is not None else None
+        mark = self._newest_merged.get((plan.namespace, hop))
+        if mark is None:
+            before = None
+        else:
+            before = mark[1] if seq is not None and mark[0] == seq else mark[2]
+        newest = max(starts) if mark is None else max(mark[2], *starts)
+        self._newest_merged[(plan.namespace, hop)] = (seq, before, newest)
+        return before is None or 2 * sum(s > before for s in starts) >= len(starts)
+
     def _read_tiles(self, rows: dict[str, list[int]], fields: list[str],
                     guard: SeqGuard | None, old: list[bytes | None]) -> list[str]:
         """Fill ``old`` with the stored value of each row's tile; returns the keys the guard
@@ -241,8 +265,8 @@ class RedisOnlineStore(OnlineStore):
 
     def _merge_in_lua(self, plan: ViewPlan, hop: int, table: pa.Table,
                       guard: SeqGuard | None) -> int:
-        """The server-side merge (``MERGE_TILES``): a batch naming one tile twice, or keys
-        changed by another writer between read and write."""
+        """The server-side merge (``MERGE_TILES``): mostly new tiles, a batch naming one tile
+        twice, or keys changed by another writer between read and write."""
         batch = prepare_tiles(plan, hop, table)
         extra = [batch.codec.lua_layout, guard.field if guard else "",
                  str(guard.seq) if guard else ""]
