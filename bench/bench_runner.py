@@ -1,12 +1,13 @@
 """Embedded runner throughput and freshness, against the raw consume rate of the same log.
 
 Run: ``python bench/bench_runner.py [--n 200000] [--rate 10000] [--seconds 10]``.
-Two setups: the local log + SQLite, and confluent-kafka (a private Tansu, or
-BRAID_KAFKA_BOOTSTRAP) + a private appendonly redis-server. For each: events/s of
+Setups: the local log + SQLite, and confluent-kafka (a private Tansu, or
+BRAID_KAFKA_BOOTSTRAP) + a private appendonly redis-server; for each, events/s of
 ``stream run --once`` over ``n`` pushed JSON events (3 views: two windowed aggregations over
 two hops, one projection) vs. the raw poll rate of the same log in the same run; then
 freshness (commit time - event time) p50/p99 at a steady ``rate`` events/s pushed by a
-producer process (``--inproc-push``: a thread of the runner process). Not a test.
+producer process (``--inproc-push``: a thread of the runner process). Last, kafka-python +
+Redis: runner events/s against raw kafka-python consume (throughput only). Not a test.
 """
 
 from __future__ import annotations
@@ -166,6 +167,16 @@ def kafka_redis(tmp: Path, args: argparse.Namespace) -> None:
                                       bootstrap=bootstrap, topic=unique_topic("bench"))
         report("confluent (Tansu) + Redis", rate, raw,
                freshness(fresh_root, args.rate, args.seconds, args.inproc_push))
+        py_root = make_stream_repo(tmp / "kafka_python",
+                                   {"type": "redis", "url": redis.url[:-1] + "2"},
+                                   bootstrap=bootstrap, topic=unique_topic("bench"))
+        config = py_root / "braid.yaml"
+        config.write_text(config.read_text().replace(f"bootstrap: {bootstrap}\n",
+                                                     f"bootstrap: {bootstrap}\n"
+                                                     "  client: kafka-python\n"))
+        rate, raw = throughput(py_root, args.n)
+        print(f"{'kafka-python (Tansu) + Redis':28} runner {rate:>10,.0f} ev/s   raw consume "
+              f"{raw:>10,.0f} rec/s   ratio {rate / raw:5.2f}")
     finally:
         redis.stop()
         if broker is not None:
