@@ -100,12 +100,14 @@ class SqliteOnlineStore(OnlineStore):
         if getattr(self._local, "batch", False):
             yield
             return
-        with self._tx():
-            self._local.batch = True
+        with self._tx() as con:
+            self._local.batch, self._local.expiry = True, {}
             try:
                 yield
+                # a key several calls wrote (one per hop) gets its expiry row once
+                con.executemany(_UPSERT_EXPIRY, list(self._local.expiry.items()))
             finally:
-                self._local.batch = False
+                self._local.batch, self._local.expiry = False, {}
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -146,15 +148,22 @@ class SqliteOnlineStore(OnlineStore):
                 out[key][field] = value
         return out
 
+    def _expire(self, con: sqlite3.Connection, keys: Sequence[str], exp: int | None) -> None:
+        """Expiry rows of ``keys``: ``exp`` ms from now (inside :meth:`batch`, at its end)."""
+        if exp is None:
+            return
+        at = int(time.time() * 1000) + exp
+        if getattr(self._local, "batch", False):
+            self._local.expiry.update(dict.fromkeys(keys, at))
+        else:
+            con.executemany(_UPSERT_EXPIRY, [(k, at) for k in keys])
+
     def _save(self, con: sqlite3.Connection, hashes: dict[str, Hash],
               deletes: Sequence[tuple[str, str]], exp: int | None) -> None:
         con.executemany("INSERT OR REPLACE INTO braid_online VALUES (?, ?, ?)",
                         [(k, f, v) for k, h in hashes.items() for f, v in h.items()])
         con.executemany("DELETE FROM braid_online WHERE key = ? AND field = ?", deletes)
-        if exp is not None:
-            at = int(time.time() * 1000) + exp
-            con.executemany("INSERT OR REPLACE INTO braid_online_expiry VALUES (?, ?)",
-                            [(k, at) for k in hashes])
+        self._expire(con, list(hashes), exp)
 
     # ------------------------------------------------------------------ writes
 
@@ -197,7 +206,7 @@ class SqliteOnlineStore(OnlineStore):
                 sets.append((key, TS_FIELD, str(ts[i]).encode()))
                 if ct[i] != MISSING_CREATED:
                     sets.append((key, CT_FIELD, str(ct[i]).encode()))
-                else:
+                elif CT_FIELD in stored[key]:  # loaded above: delete only what is there
                     deletes.append((key, CT_FIELD))
                 for f, v in zip(b.fields, vals, strict=True):
                     if v[i] is None:
@@ -206,10 +215,7 @@ class SqliteOnlineStore(OnlineStore):
                         sets.append((key, f, v[i]))
             con.executemany(_UPSERT, sets)
             con.executemany(_DELETE, deletes)
-            exp = expiry_ms(plan)
-            if exp is not None:
-                at = int(time.time() * 1000) + exp
-                con.executemany(_UPSERT_EXPIRY, [(b.keys[i], at) for i in win])
+            self._expire(con, [b.keys[i] for i in win], expiry_ms(plan))
         return len(win)
 
     def _write_rows_each(self, plan: ViewPlan, b: RowBatch) -> int:
@@ -312,10 +318,7 @@ class SqliteOnlineStore(OnlineStore):
                 seq = str(guard.seq).encode()
                 rows += [(k, guard.field, seq) for k in uniq]
             con.executemany(_UPSERT, rows)
-            exp = expiry_ms(plan)
-            if exp is not None:
-                at = int(time.time() * 1000) + exp
-                con.executemany(_UPSERT_EXPIRY, [(k, at) for k in uniq])
+            self._expire(con, uniq, expiry_ms(plan))
             # A key whose merged tiles all existed keeps its newest tile, and every earlier
             # write pruned relative to it: only keys given a new tile can have tiles to prune.
             grown = list(dict.fromkeys(k for k, o in zip(keys, old, strict=True) if o is None))

@@ -27,6 +27,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from pathlib import Path
 
 import pyarrow as pa
@@ -193,7 +194,7 @@ class SourceRunner:
         records = self._cut()
         if not records:
             return 0
-        records.sort(key=lambda r: (r.partition, r.offset))
+        records.sort(key=attrgetter("partition", "offset"))
         ranges: dict[int, tuple[int, int]] = {}
         for r in records:
             lo = ranges.get(r.partition, (self.state.offsets[r.partition], 0))[0]
