@@ -146,6 +146,31 @@ def prepare_tiles(plan: ViewPlan, hop: int, table: pa.Table) -> TileBatch:
     return TileBatch(codec, key_array(plan, table), starts, codec.encode_array(table))
 
 
+class NewTiles:
+    """Remembers the greatest tile start a store merged per (namespace, hop), to tell whether
+    a merge is mostly of tiles new to every key (a backlog, a new hop) or of existing ones
+    (steady streaming): the stores read and merge differently in the two cases, with the
+    same result. Chunks of one batch (one guard seq) compare against the batch's start."""
+
+    def __init__(self) -> None:
+        #: (namespace, hop) -> (seq, greatest start before that seq, greatest so far)
+        self._marks: dict[tuple[str, int], tuple[int | None, int | None, int]] = {}
+
+    def mostly_new(self, plan: ViewPlan, hop: int, starts: Sequence[int],
+                   guard: SeqGuard | None) -> bool:
+        """Whether at least half of ``starts`` lie beyond every tile merged before this batch
+        (the guard's seq; without a guard, before this call); records ``starts``."""
+        seq = guard.seq if guard is not None else None
+        mark = self._marks.get((plan.namespace, hop))
+        if mark is None:
+            before = None
+        else:
+            before = mark[1] if seq is not None and mark[0] == seq else mark[2]
+        newest = max(starts) if mark is None else max(mark[2], *starts)
+        self._marks[(plan.namespace, hop)] = (seq, before, newest)
+        return before is None or 2 * sum(s > before for s in starts) >= len(starts)
+
+
 class OnlineStore(ABC):
     """Where served features live: one hash of text fields per (project, namespace, entity).
 

@@ -24,6 +24,7 @@ from braid.algebra import OverflowError64
 from braid.errors import StoreError
 from braid.online.base import (
     FieldRequest,
+    NewTiles,
     OnlineStore,
     SeqGuard,
     TileBatch,
@@ -83,10 +84,7 @@ class RedisOnlineStore(OnlineStore):
         self._merge_write = Script(MERGE_WRITE)
         self._read = Script(READ_FIELDS)
         self._monotonic = Script(WRITE_TILES_MONOTONIC)
-        #: Per (namespace, hop): (guard seq, greatest tile start merged before that seq,
-        #: greatest merged so far). Tiles beyond the first are new to every key, which decides
-        #: where a merge runs (:meth:`merge_tiles`); chunks of one batch share the seq.
-        self._newest_merged: dict[tuple[str, int], tuple[int | None, int | None, int]] = {}
+        self._new_tiles = NewTiles()  # where a merge runs (merge_tiles)
 
     # ------------------------------------------------------------------ writes
 
@@ -170,7 +168,7 @@ class RedisOnlineStore(OnlineStore):
             return 0
         codec = TileCodec(plan, hop)
         starts = tile_starts(plan, hop, table).to_pylist()
-        if self._mostly_new(plan, hop, starts, guard):
+        if self._new_tiles.mostly_new(plan, hop, starts, guard):
             return self._merge_in_lua(plan, hop, table, guard)
         keys = encode_keys(plan, table)
         if len(set(zip(keys, starts, strict=True))) != len(keys):
@@ -220,20 +218,6 @@ class RedisOnlineStore(OnlineStore):
             take = pa.array([i for k in redo for i in rows[k]], pa.int64())
             applied += self._merge_in_lua(plan, hop, table.take(take), guard)
         return applied
-
-    def _mostly_new(self, plan: ViewPlan, hop: int, starts: list[int],
-                    guard: SeqGuard | None) -> bool:
-        """Whether at least half of ``starts`` lie beyond every tile merged before this
-        batch (the guard's seq; without a guard, before this call)."""
-        seq = guard.seq if guard is not None else None
-        mark = self._newest_merged.get((plan.namespace, hop))
-        if mark is None:
-            before = None
-        else:
-            before = mark[1] if seq is not None and mark[0] == seq else mark[2]
-        newest = max(starts) if mark is None else max(mark[2], *starts)
-        self._newest_merged[(plan.namespace, hop)] = (seq, before, newest)
-        return before is None or 2 * sum(s > before for s in starts) >= len(starts)
 
     def _read_tiles(self, rows: dict[str, list[int]], fields: list[str],
                     guard: SeqGuard | None, old: list[bytes | None]) -> list[str]:

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from braid.algebra import MISSING_CREATED, merge
 from braid.online.base import (
     FieldRequest,
+    NewTiles,
     OnlineStore,
     RowBatch,
     SeqGuard,
@@ -81,6 +82,7 @@ class SqliteOnlineStore(OnlineStore):
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._con().executescript(_SCHEMA)
+        self._new_tiles = NewTiles()  # how merge_tiles reads (point reads or range scans)
 
     def _con(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
@@ -296,9 +298,11 @@ class SqliteOnlineStore(OnlineStore):
             return self._merge_tiles_each(plan, hop, table, guard)
         uniq = list(dict.fromkeys(keys))
         with self._tx() as con:
-            # point reads of the merged tiles (and the guard), not every tile of the key
             wanted = list(dict.fromkeys(fields))
-            if len(wanted) > _CHUNK:  # a long span of tiles: one range scan per key instead
+            # mostly new tiles (a backlog): pruning needs every tile of the key, so read
+            # them all at once; else point reads of the merged tiles (and the guard)
+            scan = self._new_tiles.mostly_new(plan, hop, starts, guard) or len(wanted) > _CHUNK
+            if scan:
                 stored = self._load(con, uniq, prefix=prefix,
                                     extra=guard.field if guard is not None else None)
             else:
@@ -323,6 +327,10 @@ class SqliteOnlineStore(OnlineStore):
                 rows += [(k, guard.field, seq) for k in uniq]
             con.executemany(_UPSERT, rows)
             self._expire(con, uniq, expiry_ms(plan))
+            if scan:
+                con.executemany(_DELETE, _pruned(stored, keys, starts, prefix,
+                                                 prune_span(plan, hop)))
+                return len(uniq)
             # A key whose merged tiles all existed keeps its newest tile, and every earlier
             # write pruned relative to it: only keys given a new tile can have tiles to prune.
             grown = list(dict.fromkeys(k for k, o in zip(keys, old, strict=True) if o is None))
@@ -392,6 +400,20 @@ class SqliteOnlineStore(OnlineStore):
                 con.close()
             self._all.clear()
         self._local = threading.local()
+
+
+def _pruned(stored: dict[str, Hash], keys: list[str], starts: list[int], prefix: str,
+            span: int) -> list[tuple[str, str]]:
+    """(key, field) of the tiles a merge leaves older than the key's newest tile - span:
+    stored tiles of the hop plus the ones just written."""
+    newest: dict[str, int] = {}
+    tiles: list[tuple[str, int]] = list(zip(keys, starts, strict=True))
+    for key in newest.fromkeys(keys):
+        tiles += [(key, int(f[len(prefix):])) for f in stored[key] if f.startswith(prefix)]
+    for key, start in tiles:
+        if start > newest.get(key, start - 1):
+            newest[key] = start
+    return list({(k, f"{prefix}{s}") for k, s in tiles if s < newest[k] - span})
 
 
 def _marks(items: Sequence[object]) -> str:
