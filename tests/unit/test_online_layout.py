@@ -123,7 +123,7 @@ def test_tile_codec_round_trip(plan: ViewPlan) -> None:
 
 def test_expiry_and_prune_span(plan: ViewPlan) -> None:
     assert expiry_ms(plan) == DAY + DAY  # max(ttl=1d, 1h + 10m + 0) + 1 day
-    assert prune_span(plan, H) == HOUR + H
+    assert prune_span(plan, H) == HOUR + H + plan.source.allowed_lateness  # max W + h + L
 
 
 def test_import_braid_does_not_import_redis() -> None:

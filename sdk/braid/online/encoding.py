@@ -271,9 +271,12 @@ def expiry_ms(plan: ViewPlan) -> int | None:
 
 
 def prune_span(plan: ViewPlan, hop: int) -> int:
-    """Tiles of ``hop`` older than (newest tile start) - span are pruned: span = max W + h."""
+    """Tiles of ``hop`` older than (newest tile start) - span are pruned: span = max W + h + L.
+
+    The allowed lateness L is in the span because the stream's tile-close statistics read a
+    window when its last tile turns final, L after it ends (:mod:`braid.stats.stream_tiles`)."""
     windows = [a.window for a in plan.aggregations if a.hop == hop]
-    return max(windows, default=0) + hop
+    return max(windows, default=0) + hop + plan.source.allowed_lateness
 
 
 def canonical(values: Sequence[bytes | None]) -> bytes:

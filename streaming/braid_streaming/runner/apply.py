@@ -32,6 +32,8 @@ BATCH_RELATION = "braid_batch_events"
 
 #: Called after each chunk is applied with (view, hop or None for rows, chunk index).
 ChunkHook = Callable[[str, int | None, int], None]
+#: Called with (plan, hop, the batch's owned tile deltas) before they are merged.
+TilesHook = Callable[[ViewPlan, int, pa.Table], None]
 
 
 @dataclass
@@ -128,7 +130,8 @@ def _compiled(plan: ViewPlan, cutoffs: dict[int, int], chunk_keys: int) -> _View
 
 def apply_view(con: duckdb.DuckDBPyConnection, store: OnlineStore, plan: ViewPlan,
                events_table: pa.Table, cutoffs: dict[int, int], runner_id: str, seq: int,
-               chunk_keys: int = 5000, hook: ChunkHook | None = None) -> ViewApplied:
+               chunk_keys: int = 5000, hook: ChunkHook | None = None,
+               before_merge: TilesHook | None = None) -> ViewApplied:
     """Merge one batch's tile deltas and projection rows of ``plan`` into ``store``.
 
     Args:
@@ -141,6 +144,8 @@ def apply_view(con: duckdb.DuckDBPyConnection, store: OnlineStore, plan: ViewPla
         seq: the batch's sequence number.
         chunk_keys: keys per guarded merge call.
         hook: called after every chunk (tests inject crashes here).
+        before_merge: called per hop with all its deltas before the first chunk is merged
+            (tile-close statistics, :mod:`~braid_streaming.runner.tile_stats`).
     """
     done = ViewApplied()
     if events_table.num_rows == 0:
@@ -152,7 +157,10 @@ def apply_view(con: duckdb.DuckDBPyConnection, store: OnlineStore, plan: ViewPla
         done.events, done.newest_ts = int(stats[0]), stats[1]
         for hop in plan.hops:
             guard = SeqGuard(guard_runner(runner_id, hop), seq)
-            for i, chunk in enumerate(_split(con.sql(sql.tiles[hop]).to_arrow_table())):
+            deltas = con.sql(sql.tiles[hop]).to_arrow_table()
+            if before_merge:
+                before_merge(plan, hop, deltas)
+            for i, chunk in enumerate(_split(deltas)):
                 done.keys += store.merge_tiles(plan, hop, chunk, guard=guard)
                 done.tiles += chunk.num_rows
                 if hook:

@@ -6,7 +6,14 @@ silently pair old offsets with new state. SQLite: a ``braid_runner_meta(key, val
 the same database file (same WAL, same durability). Redis: a plain string key
 ``braid:_meta:<key>`` on the same server (the tests run it with ``--appendonly yes``).
 
-If an online store offers ``get_meta`` / ``set_meta`` / ``has_prefix`` itself, those are used.
+Beside the strings, a store keeps *sets* of strings (``add_members`` / ``members`` /
+``drop_members``): SQLite rows of ``braid_runner_sets(key, member)``, Redis sets
+``braid:_meta:<key>``. Adding is idempotent, so a replayed batch may add the same members again
+(the tile-close statistics keep their pending entities there,
+:mod:`braid_streaming.runner.tile_stats`).
+
+If an online store offers ``get_meta`` / ``set_meta`` / ``has_prefix`` (and the set methods)
+itself, those are used.
 
 Example:
     >>> meta = meta_for(store.online)
@@ -18,6 +25,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any
 
 from braid.errors import StoreError
@@ -25,6 +33,8 @@ from braid.online import OnlineStore
 
 _SQLITE_SCHEMA = ("CREATE TABLE IF NOT EXISTS braid_runner_meta ("
                   "key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+_SQLITE_SETS = ("CREATE TABLE IF NOT EXISTS braid_runner_sets (key TEXT NOT NULL, "
+                "member TEXT NOT NULL, PRIMARY KEY (key, member)) WITHOUT ROWID")
 _GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
@@ -43,6 +53,22 @@ class MetaStore(ABC):
     def has_prefix(self, prefix: str) -> bool:
         """Whether any online state key starts with ``prefix``."""
 
+    @abstractmethod
+    def add_members(self, key: str, members: Iterable[str]) -> None:
+        """Add ``members`` to the set ``key`` durably (idempotent)."""
+
+    @abstractmethod
+    def members(self, key: str) -> set[str]:
+        """The members of the set ``key`` (empty if there is none)."""
+
+    @abstractmethod
+    def remove_members(self, key: str, members: Iterable[str]) -> None:
+        """Remove ``members`` from the set ``key`` (absent ones are ignored)."""
+
+    @abstractmethod
+    def drop_members(self, key: str) -> None:
+        """Delete the set ``key``."""
+
 
 class SqliteMeta(MetaStore):
     """Metadata in the SQLite online store's file."""
@@ -51,6 +77,7 @@ class SqliteMeta(MetaStore):
         self.path = path
         self._local = threading.local()
         self._con().execute(_SQLITE_SCHEMA)
+        self._con().execute(_SQLITE_SETS)
 
     def _con(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
@@ -87,6 +114,30 @@ class SqliteMeta(MetaStore):
             return False  # no online table yet: nothing written
         return bool(rows)
 
+    def add_members(self, key: str, members: Iterable[str]) -> None:
+        rows = [(key, m) for m in members]
+        if rows:
+            con = self._con()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany("INSERT OR IGNORE INTO braid_runner_sets VALUES (?, ?)", rows)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def members(self, key: str) -> set[str]:
+        rows = self._con().execute("SELECT member FROM braid_runner_sets WHERE key = ?",
+                                   (key,)).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def remove_members(self, key: str, members: Iterable[str]) -> None:
+        self._con().executemany("DELETE FROM braid_runner_sets WHERE key = ? AND member = ?",
+                                [(key, m) for m in members])
+
+    def drop_members(self, key: str) -> None:
+        self._con().execute("DELETE FROM braid_runner_sets WHERE key = ?", (key,))
+
 
 class RedisMeta(MetaStore):
     """Metadata as string keys ``braid:_meta:<key>`` on the Redis online store's server."""
@@ -122,6 +173,22 @@ class RedisMeta(MetaStore):
             if int(cursor) == 0:
                 return False
 
+    def add_members(self, key: str, members: Iterable[str]) -> None:
+        items = list(members)
+        for lo in range(0, len(items), 10_000):  # bounded commands, never one giant call
+            self._call("SADD", "braid:_meta:" + key, *items[lo:lo + 10_000])
+
+    def members(self, key: str) -> set[str]:
+        return {m.decode() for m in self._call("SMEMBERS", "braid:_meta:" + key)}
+
+    def remove_members(self, key: str, members: Iterable[str]) -> None:
+        items = list(members)
+        for lo in range(0, len(items), 10_000):
+            self._call("SREM", "braid:_meta:" + key, *items[lo:lo + 10_000])
+
+    def drop_members(self, key: str) -> None:
+        self._call("DEL", "braid:_meta:" + key)
+
 
 class _Delegate(MetaStore):
     def __init__(self, store: Any) -> None:
@@ -135,6 +202,18 @@ class _Delegate(MetaStore):
 
     def has_prefix(self, prefix: str) -> bool:
         return bool(self.store.has_prefix(prefix))
+
+    def add_members(self, key: str, members: Iterable[str]) -> None:
+        self.store.add_members(key, members)
+
+    def members(self, key: str) -> set[str]:
+        return set(self.store.members(key))
+
+    def remove_members(self, key: str, members: Iterable[str]) -> None:
+        self.store.remove_members(key, members)
+
+    def drop_members(self, key: str) -> None:
+        self.store.drop_members(key)
 
 
 def meta_for(store: OnlineStore) -> MetaStore:

@@ -48,6 +48,7 @@ from braid_streaming.runner.archive import archive_dir, write_archive
 from braid_streaming.runner.meta import meta_for
 from braid_streaming.runner.metrics import RunnerMetrics
 from braid_streaming.runner.state import Intent, RunnerError, RunnerState
+from braid_streaming.runner.tile_stats import BatchCloser, watermark
 
 #: The cutoff the runner gives a namespace nobody backfilled: the stream owns every tile.
 STREAM_OWNS_ALL = -(2**50)
@@ -257,11 +258,16 @@ class SourceRunner:
         if self.archive is not None and result.table.num_rows:
             write_archive(self.archive, result.table, intent.ranges)
         on_time = result.on_time
+        # tile-close statistics need every partition's M(p): one instance only (tile_stats.py)
+        closer = (BatchCloser(self.meta, self.online, self.registry, self.runner_id,
+                              intent.seq, watermark(result.max_ts, self.partitions),
+                              intent.cutoffs)
+                  if self.options.instances == 1 else None)
         with self.online.batch():  # SQLite: one transaction for the batch's writes
             for plan in self.plans:
                 done = apply_view(self._con, self.online, plan, on_time,
                                   intent.cutoffs[plan.namespace], self.runner_id, intent.seq,
-                                  self.options.chunk_keys, self.hook)
+                                  self.options.chunk_keys, self.hook, before_merge=closer)
                 if done.newest_ts is not None:
                     old = self.metrics.newest_ts.get(plan.name)
                     self.metrics.newest_ts[plan.name] = max(done.newest_ts,

@@ -1,0 +1,164 @@
+"""Tile-close statistics of aggregated features in the embedded runner (DESIGN §9).
+
+For every batch the runner builds a :class:`BatchCloser` from the batch's sequence number and
+``M(p)`` after decoding (the value it commits with its offsets) and hands it to
+:func:`~braid_streaming.runner.apply.apply_view`, which calls it per hop with the batch's
+owned tile deltas *before* merging them. For each hop with numeric aggregations it:
+
+1. lists the hop's open tiles: the index (meta string ``tilestats:<project>:<ns>:<hop>``, a
+   JSON list of tile starts) plus the starts in the deltas, all owned (``>= C``); the
+   entities active in an open tile are the set ``tilestats:<project>:<ns>:<hop>:<start>``
+   plus the keys of the deltas for it;
+2. closes every active entity of the tiles that are final after this batch
+   (``start + h + L <= min_p M(p)`` over every partition,
+   :func:`braid.stats.stream_tiles.is_final`), and *early* the entities whose window this
+   batch's merge would prune (see below); the values come from the stored tiles plus the
+   deltas, and every snapshot row is saved under the batch's guard
+   (:func:`braid.stats.stream_tiles.apply_tile_closes`);
+3. only then updates the sets (drops closed tiles, moves early-closed entities to the
+   tile's ``:early`` set so they are not closed twice, adds the delta keys of open tiles)
+   and rewrites the index.
+
+A replay of the intent after a crash meets the same store state (the hop's merges start
+after step 3) and closes nothing a saved row does not hold, so the rows' guards make it a
+no-op: each close is counted once.
+
+Early closes. The online store prunes a key's tiles older than its newest tile minus
+``max W + h + L`` (DESIGN §4.6). A tile not yet final waits for the slowest partition; if a
+key's deltas run more than ``2h + L`` past it (another partition lags, or a backlog is read
+in big batches), the merge would prune the head of its window. Such a key's tile is closed
+with this batch, before the merge. That is exact when a key's events come from one
+partition (its own M(p) already makes the tile final); when they come from several, events
+of the tile still to arrive from a lagging partition are left out, as the pruned online
+store leaves them out too.
+
+One runner instance only (``instances == 1``): with several, a tile's events come from
+partitions other instances apply, so neither ``min_p M(p)`` nor the pre-merge state is
+known to one of them; those runners leave aggregated statistics to the batch pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+import pyarrow as pa
+
+from braid.online import OnlineStore
+from braid.online.base import tile_starts
+from braid.online.encoding import TileCodec, encode_keys, prune_span
+from braid.plan import ViewPlan
+from braid.registry import Registry
+from braid.stats.stream_tiles import (
+    apply_tile_closes,
+    close_stats,
+    close_values,
+    is_final,
+    numeric_aggregations,
+)
+from braid_streaming.runner.meta import MetaStore
+
+
+def index_key(plan: ViewPlan, hop: int) -> str:
+    """The meta key of a hop's open tile starts."""
+    return f"tilestats:{plan.project}:{plan.namespace}:{hop}"
+
+
+def members_key(plan: ViewPlan, hop: int, start: int, early: bool = False) -> str:
+    """The meta key of the entities active in one open tile (or closed early in it)."""
+    return f"{index_key(plan, hop)}:{start}" + (":early" if early else "")
+
+
+def watermark(max_ts: Mapping[int, int], partitions: Sequence[int]) -> int | None:
+    """``min_p M(p)`` over ``partitions``; None while one of them has no valid event yet
+    (any event there would still be on time, so no tile is final)."""
+    if not partitions or any(p not in max_ts for p in partitions):
+        return None
+    return min(max_ts[p] for p in partitions)
+
+
+class BatchCloser:
+    """The tile-close step of one batch (called by ``apply_view`` before each hop's merges).
+
+    Args:
+        meta: the runner's metadata store (open tiles and their entities).
+        online: the online store (the windows' tiles).
+        registry: where the snapshots go.
+        runner: the runner instance id; with ``seq``, the snapshot rows' guard.
+        seq: the batch's sequence number.
+        watermark: ``min_p M(p)`` after the batch (:func:`watermark`).
+        cutoffs: the batch's cutoffs, namespace -> hop -> C.
+    """
+
+    def __init__(self, meta: MetaStore, online: OnlineStore, registry: Registry, runner: str,
+                 seq: int, watermark: int | None,
+                 cutoffs: Mapping[str, Mapping[int, int]]) -> None:
+        self.meta, self.online, self.registry = meta, online, registry
+        self.runner, self.seq = runner, seq
+        self.watermark, self.cutoffs = watermark, cutoffs
+        self.closed = 0
+
+    def __call__(self, plan: ViewPlan, hop: int, table: pa.Table) -> None:
+        aggs = numeric_aggregations(plan, hop)
+        cutoff = self.cutoffs.get(plan.namespace, {}).get(hop)
+        if not aggs or cutoff is None:
+            return
+        keys: list[str] = encode_keys(plan, table) if table.num_rows else []
+        starts: list[int] = tile_starts(plan, hop, table).to_pylist() if table.num_rows else []
+        values = TileCodec(plan, hop).encode_table(table) if table.num_rows else []
+        deltas = {(k, s): v.encode() for k, s, v in zip(keys, starts, values, strict=True)}
+        fresh: dict[int, set[str]] = {}
+        newest: dict[str, int] = {}
+        for k, s in zip(keys, starts, strict=True):
+            fresh.setdefault(s, set()).add(k)
+            newest[k] = max(s, newest.get(k, s))
+        raw = self.meta.get(index_key(plan, hop))
+        tiles = {s for s in ({int(x) for x in json.loads(raw)} if raw else set()) | set(fresh)
+                 if s >= cutoff}
+        lateness = plan.source.allowed_lateness
+        final = sorted(s for s in tiles if is_final(s, hop, lateness, self.watermark))
+        reach = prune_span(plan, hop) - max(a.window for a in plan.aggregations
+                                            if a.hop == hop) + hop  # 2h + L
+        top = max(newest.values(), default=None)
+        closes: list[tuple[str, int]] = []
+        early: dict[int, list[str]] = {}
+        done: dict[int, set[str]] = {}
+        for s in sorted(tiles):
+            if s in final:
+                done[s] = self.meta.members(members_key(plan, hop, s, early=True))
+                members = self.meta.members(members_key(plan, hop, s)) | fresh.get(s, set())
+                closes += [(k, s) for k in sorted(members - done[s])]
+            elif top is not None and top > s + reach:
+                done[s] = self.meta.members(members_key(plan, hop, s, early=True))
+                members = self.meta.members(members_key(plan, hop, s)) | fresh.get(s, set())
+                early[s] = sorted(k for k in members - done[s] if newest.get(k, s) > s + reach)
+                closes += [(k, s) for k in early[s]]
+        if closes:
+            found = close_values(self.online, plan, hop, aggs, closes, deltas)
+            delta = close_stats(plan, aggs, [s for _, s in closes], found)
+            apply_tile_closes(self.registry, plan, delta, cutoff, self.runner, self.seq)
+            self.closed += len(closes)
+        self._remember(plan, hop, tiles, final, early, fresh, done)
+
+    def _remember(self, plan: ViewPlan, hop: int, tiles: set[int], final: list[int],
+                  early: Mapping[int, list[str]], fresh: Mapping[int, set[str]],
+                  done: Mapping[int, set[str]]) -> None:
+        """Step 3: the sets and the index after this batch's closes were saved."""
+        for s in final:
+            self.meta.drop_members(members_key(plan, hop, s))
+            self.meta.drop_members(members_key(plan, hop, s, early=True))
+        for s, ks in early.items():
+            if ks:
+                self.meta.add_members(members_key(plan, hop, s, early=True), ks)
+                self.meta.remove_members(members_key(plan, hop, s), ks)
+        still_open = sorted(tiles - set(final))
+        for s in still_open:
+            if not fresh.get(s):
+                continue
+            gone = done.get(s)
+            if gone is None:
+                gone = self.meta.members(members_key(plan, hop, s, early=True))
+            add = fresh[s] - gone - set(early.get(s, []))
+            if add:
+                self.meta.add_members(members_key(plan, hop, s), sorted(add))
+        self.meta.set(index_key(plan, hop), json.dumps(still_open) if still_open else None)
