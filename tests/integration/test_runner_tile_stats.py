@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +20,7 @@ from braid.stats.snapshots import MergedStats
 from braid.store import FeatureStore
 from braid.timeutil import DAY, HOUR, MINUTE, tile_start, to_epoch_ms
 from braid_batch.stats import compute_stats
+from braid_streaming.log.base import partition_for
 from braid_streaming.runner import handoff
 
 DEFINITIONS = '''
@@ -245,3 +247,28 @@ def test_replay_after_a_crash_counts_each_close_once(tmp_path: Path,
     got = again.stats("user_spend:count_1h", as_of=end)
     assert got is not None and got.stats.n == active_tiles(events, 10 * MINUTE, MIDNIGHT + DAY)
     assert not math.isnan(got.stats.mean or 0.0)
+
+
+def test_a_lagging_partition_closes_early_and_still_equals_batch(tmp_path: Path) -> None:
+    """One partition goes quiet after an hour, so min_p M(p) stalls there while the other
+    runs five hours ahead: its keys' tiles close early, before their windows are pruned, and
+    the totals still equal batch (each key's events come from one partition: exact)."""
+    lagging = {u for u in USERS if partition_for(orjson.dumps({"user_id": u}), 2) == 1}
+    assert lagging and lagging != set(USERS)
+    evs = [e for e in make_events() if not (e["user_id"] in lagging and e["ts"] >= T0 + HOUR)]
+    flush = [e for e in evs if e["amount"] < 0]
+    data = [e for e in evs if e["amount"] > 0]
+    batch = all_batch(tmp_path / "batch", evs)
+    root = make_repo(tmp_path / "stream")
+    FeatureStore(root).push("txns", data)
+    fs = run_once(root, max_batch=60)
+    # the quiet partition holds M back at T0 + 1h: only tiles ending 10 minutes before that
+    # are final; counting more means the other partition's keys closed early
+    got = fs.stats("user_spend:count_1h", as_of=MIDNIGHT + DAY - 1)
+    final_only = active_tiles(data, 10 * MINUTE, T0 + HOUR)
+    assert got is not None and got.stats.n > final_only
+    FeatureStore(root).push("txns", flush + [{**flush[0], "user_id": u} for u in lagging])
+    fs = run_once(root, max_batch=60)
+    end = MIDNIGHT + DAY - 1
+    for ref in REFS:
+        assert_agree(fs.stats(ref, as_of=end), batch.stats(ref, as_of=end))

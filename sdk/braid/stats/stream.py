@@ -14,8 +14,9 @@ Each touched chunk snapshot is re-saved whole with the merged statistics and, in
 ``offsets`` = the next offset per partition already counted in it. The guard lives in the
 same row as the data it protects, so a replay after a crash (the same ranges rebuilt from the
 intent record) finds ``first < offsets[p]`` and skips the chunk: idempotent, never counted
-twice, never lost. Aggregated features are not covered here yet: their population (values at
-tile closes) comes from the stream's tiles and is computed by the batch pass over them.
+twice, never lost. Aggregated features (population: values at tile closes) are counted by
+:mod:`braid.stats.stream_tiles`, which the runner calls when a tile it owns is final; its
+snapshot rows carry a (runner, batch seq) guard instead of offsets.
 
 Example:
     >>> delta = stats_delta(plan, rows)

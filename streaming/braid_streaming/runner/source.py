@@ -69,6 +69,8 @@ class RunnerOptions:
     instances: int = 1
     chunk_keys: int = 5000
     retry_cap_s: float = 5.0
+    #: Count aggregated features' tile closes into the stream statistics (tile_stats.py).
+    tile_stats: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.instance < self.instances:
@@ -262,7 +264,7 @@ class SourceRunner:
         closer = (BatchCloser(self.meta, self.online, self.registry, self.runner_id,
                               intent.seq, watermark(result.max_ts, self.partitions),
                               intent.cutoffs)
-                  if self.options.instances == 1 else None)
+                  if self.options.instances == 1 and self.options.tile_stats else None)
         with self.online.batch():  # SQLite: one transaction for the batch's writes
             for plan in self.plans:
                 done = apply_view(self._con, self.online, plan, on_time,
