@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING
 import duckdb
 from sqlglot import exp
 
-from braid.algebra import Merge
 from braid.compile import algebra_sql as A
 from braid.compile.dialect import DUCKDB
+from braid.compile.tile_close import CLOSE as CLOSE  # re-exported: the close column
+from braid.compile.tile_close import tile_close_select
 from braid.duck import connect
 from braid.plan import AggregationPlan, ViewPlan
 from braid.repo import Repo
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 #: Rows per Arrow record batch fed to the statistics.
 BATCH_ROWS = 65_536
-CLOSE = "__close"
 Cutoffs = Mapping[int, int] | Callable[[ViewPlan], Mapping[int, int]] | None
 
 
@@ -172,42 +172,11 @@ def tile_close_query(store: OfflineStore, plan: ViewPlan, hop: int, window: int,
     """Each group feature's value at the close of every tile with ``a <= tile_start < b``.
 
     Rows: entity keys, ``__close`` (the tile_start of the closing tile), one column per
-    feature. Every active (entity, tile) of the hop gets a row.
+    feature. Every active (entity, tile) of the hop gets a row
+    (:func:`braid.compile.tile_close.tile_close_select` over the offline tiles).
     """
     keys = plan.key_names
     tiles = store.tiles_from(plan, hop, a - window + hop, b)
     closes = exp.select(*[A.col(k) for k in keys], A.col(TILE_START)).distinct().from_(
         store.tiles_from(plan, hop, a, b).subquery("k"))
-
-    def q(alias: str, name: str) -> exp.Column:
-        return exp.column(name, table=alias, quoted=True)
-
-    on: exp.Expr = exp.and_(
-        *[exp.EQ(this=q("c", k), expression=q("t", k)) for k in keys],
-        exp.GT(this=q("t", TILE_START),
-               expression=exp.Sub(this=q("c", TILE_START), expression=A.lit(window))),
-        exp.LTE(this=q("t", TILE_START), expression=q("c", TILE_START)),
-    )
-    partials = list(dict.fromkeys(g.partial for g in group))
-    inner_cols: list[exp.Expr] = [exp.alias_(q("c", k), k, quoted=True) for k in keys]
-    inner_cols.append(exp.alias_(q("c", TILE_START), CLOSE, quoted=True))
-    for p in partials:
-        inner_cols += [exp.alias_(q("t", c), c, quoted=True) for c in p.columns]
-    group_by = [A.col(k) for k in keys] + [A.col(CLOSE)]
-    joined = exp.select(*inner_cols).from_(closes.subquery("c")).join(
-        tiles.subquery("t"), on=on, join_type="inner")
-    # the CHAN merge needs each group's merged mean first (a window over the joined rows)
-    means: dict[int, str] = {}
-    with_means: list[exp.Expr] = [exp.Star()]
-    for i, p in enumerate(partials):
-        if p.spec.merge == Merge.CHAN:
-            means[i] = f"__gm{i}"
-            with_means.append(exp.alias_(A.chan_group_mean(p, group_by), means[i], quoted=True))
-    middle = exp.select(*with_means).from_(joined.subquery("j"))
-    outer: list[exp.Expr] = [*[A.col(k) for k in keys], A.col(CLOSE)]
-    for g in group:
-        i = partials.index(g.partial)
-        gm = A.col(means[i]) if i in means else None
-        fields = A.merge(g.partial, DUCKDB, group_mean=gm)
-        outer.append(exp.alias_(A.finalize(g, fields), g.name, quoted=True))
-    return exp.select(*outer).from_(middle.subquery("m")).group_by(*group_by)
+    return tile_close_select(hop, window, group, tiles, closes, keys)

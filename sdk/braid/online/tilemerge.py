@@ -83,6 +83,13 @@ def _old_columns(codec: TileCodec, old: Sequence[bytes | None]) -> list[pa.Array
     return out
 
 
+def decode_columns(codec: TileCodec, values: Sequence[bytes | None]) -> pa.Table:
+    """Stored tile values as a table of the hop's partial columns (``PartialPlan.columns``,
+    typed; NULL for an empty partial or an absent tile)."""
+    names = [c for p in codec.partials for c in p.columns]
+    return pa.table(dict(zip(names, _old_columns(codec, values), strict=True)))
+
+
 def _merge_partial(spec: Spec, a: list[pa.Array], b: list[pa.Array],
                    types: Sequence[DType]) -> list[pa.Array]:
     """The merge of two non-empty partials, row by row (rows where either is empty are

@@ -10,11 +10,11 @@ A tile is *final* once no event of it can still be accepted: DESIGN §4.4 calls 
 iff ``ts < M(p) - L``, so tile ``[s, s+h)`` is final when ``s + h + L <= min_p M(p)`` over
 every partition of the source (the caller supplies that watermark). Its window's tiles are
 read from the online store (stream-owned tiles and the batch-materialized ones before the
-cutoff) and folded with :mod:`braid.algebra` (``merge``, ``merge_all``, ``finalize``) after
-decoding with :class:`~braid.online.encoding.TileCodec`; nothing here restates the algebra.
-The caller may pass tile *deltas* not merged into the store yet (the runner closes tiles
-before merging the batch that makes them final, so pruning cannot have removed a window's
-head; DESIGN §4.6 prunes relative to a key's newest tile with a span that includes ``L``).
+cutoff), decoded to partial columns (:func:`braid.online.tilemerge.decode_columns`) and
+folded by the very query batch runs (:func:`braid.compile.tile_close.tile_close_select`, the
+algebra's SQL renderers) in DuckDB; nothing here restates the algebra. The caller may pass
+tile *deltas* not merged into the store yet (the runner closes tiles before merging the
+batch that makes them final); the query merges them like more tiles.
 
 Snapshots: closes are cut into chunks of tile start (UTC days) and merged into the stream's
 chunk snapshots of origin ``"stream"``, population ``tile_close``. A chunk holding the cutoff
@@ -25,21 +25,27 @@ crash) and is skipped. A writer saves every row of one batch's delta before it c
 state that decides what the batch closes, so a replay closes nothing a row does not hold.
 
 Example:
-    >>> values = close_values(online, plan, hop, aggs, [(key, s)], deltas={})
-    >>> delta = close_stats(plan, aggs, [s], values)
+    >>> closes = pa.table({KEY: [key], "tile_start": [s]})
+    >>> delta = close_stats(plan, close_values(con, online, plan, hop, aggs, closes))
     >>> apply_tile_closes(registry, plan, delta, cutoff=c, runner="ab12cd34.0of1", seq=42)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from sqlglot import exp
 
-from braid.algebra import Partial, finalize, merge, merge_all
+from braid.compile.dialect import DUCKDB
+from braid.compile.duckdb import TILE_START
+from braid.compile.tile_close import CLOSE, tile_close_select
 from braid.online.encoding import TileCodec
+from braid.online.tilemerge import decode_columns
 from braid.stats.bundle import FeatureStats
 from braid.stats.snapshots import TILE_CLOSE, chunk_body
 from braid.timeutil import DAY
@@ -51,6 +57,10 @@ if TYPE_CHECKING:
 
 #: Keys per online fetch when reading the windows of closing tiles.
 FETCH_KEYS = 1000
+#: The column of store keys in the closes and deltas tables.
+KEY = "__key"
+_TILES = "braid_close_tiles"
+_CLOSES = "braid_closes"
 
 #: ``{ref: {chunk_start: statistics of the closes of tiles starting in that chunk}}``
 CloseDelta = dict[str, dict[int, FeatureStats]]
@@ -66,72 +76,89 @@ def is_final(start: int, hop: int, lateness: int, watermark: int | None) -> bool
     return watermark is not None and start + hop + lateness <= watermark
 
 
-def close_values(online: OnlineStore, plan: ViewPlan, hop: int,
-                 aggs: Sequence[AggregationPlan], closes: Sequence[tuple[str, int]],
-                 deltas: Mapping[tuple[str, int], bytes] | None = None) -> dict[str, list[Any]]:
-    """The value of every aggregation in ``aggs`` at the close of each ``(key, tile_start)``.
+def close_values(con: duckdb.DuckDBPyConnection, online: OnlineStore, plan: ViewPlan,
+                 hop: int, aggs: Sequence[AggregationPlan], closes: pa.Table,
+                 deltas: pa.Table | None = None) -> dict[str, tuple[np.ndarray, pa.Array]]:
+    """The value of every aggregation in ``aggs`` at each close.
 
     Args:
+        con: a DuckDB connection (:func:`braid.duck.connect`).
         online: the online store holding the windows' tiles.
         plan: the view.
         hop: the hop of ``aggs`` (ms).
         aggs: aggregations of that hop.
-        closes: store keys (:func:`braid.online.encoding.encode_keys`) and tile starts.
-        deltas: tile values (the store's text) not yet merged into the store, by
-            ``(key, tile_start)``; each is merged after the stored value.
+        closes: distinct ``__key`` (store keys, :func:`braid.online.encoding.encode_keys`)
+            and ``tile_start`` of the closing tiles.
+        deltas: ``__key``, ``tile_start`` and the hop's partial columns of tiles not yet
+            merged into the store; merged with the stored ones.
 
     Returns:
-        ``{aggregation name: [value per close]}`` in the order of ``closes``.
+        ``{aggregation name: (tile start per close, value per close)}``.
     """
     codec = TileCodec(plan, hop)
-    widest = max(a.window for a in aggs)
-    wanted: dict[str, set[int]] = {}
-    for key, s in closes:
-        wanted.setdefault(key, set()).update(range(s - widest + hop, s + hop, hop))
-    stored: dict[tuple[str, int], bytes] = {}
-    keys = list(wanted)
-    for lo in range(0, len(keys), FETCH_KEYS):
-        requests = [(k, [f"{hop}:{t}" for t in sorted(wanted[k])]) for k in keys[lo:lo + FETCH_KEYS]]
-        for (key, fields), row in zip(requests, online.fetch(requests), strict=True):
-            for f, raw in zip(fields, row, strict=True):
-                if raw is not None:
-                    stored[(key, int(f.split(":", 1)[1]))] = raw
-    specs = [p.spec for p in codec.partials]
-    cache: dict[tuple[str, int], list[Partial]] = {}
-
-    def tile(key: str, t: int) -> list[Partial]:
-        hit = cache.get((key, t))
-        if hit is None:
-            hit = codec.decode(stored.get((key, t)))
-            extra = (deltas or {}).get((key, t))
-            if extra is not None:
-                hit = [merge(sp, a, d) for sp, a, d in zip(specs, hit, codec.decode(extra),
-                                                           strict=True)]
-            cache[(key, t)] = hit
-        return hit
-
-    index = {p: i for i, p in enumerate(codec.partials)}
-    out: dict[str, list[Any]] = {a.name: [] for a in aggs}
-    for key, s in closes:
-        for a in aggs:
-            i, spec = index[a.partial], a.partial.spec
-            parts = [tile(key, t)[i] for t in range(s - a.window + hop, s + hop, hop)]
-            out[a.name].append(finalize(spec, merge_all(spec, parts), a.partial.input_type))
+    stored = _stored_tiles(online, codec, closes, max(a.window for a in aggs))
+    names = stored.column_names
+    parts = [stored]
+    if deltas is not None and deltas.num_rows:
+        parts.append(pa.table([pc.cast(deltas.column(n), stored.schema.field(n).type)
+                               for n in names], schema=stored.schema))
+    tiles = pa.concat_tables(parts)
+    groups: dict[int, list[AggregationPlan]] = {}
+    for a in aggs:
+        groups.setdefault(a.window, []).append(a)
+    out: dict[str, tuple[np.ndarray, pa.Array]] = {}
+    con.register(_TILES, tiles)
+    con.register(_CLOSES, closes.select([KEY, TILE_START]))
+    try:
+        every = exp.select(exp.Star())
+        for window, group in sorted(groups.items()):
+            sql = tile_close_select(hop, window, group, every.copy().from_(_TILES),
+                                    every.copy().from_(_CLOSES), [KEY])
+            result = con.sql(DUCKDB.render(sql)).to_arrow_table()
+            at = np.asarray(result.column(CLOSE).to_numpy(), dtype=np.int64)
+            for a in group:
+                out[a.name] = (at, result.column(a.name).combine_chunks())
+    finally:
+        con.unregister(_TILES)
+        con.unregister(_CLOSES)
     return out
 
 
-def close_stats(plan: ViewPlan, aggs: Sequence[AggregationPlan], starts: Sequence[int],
-                values: Mapping[str, Sequence[Any]], chunk: int = DAY) -> CloseDelta:
+def _stored_tiles(online: OnlineStore, codec: TileCodec, closes: pa.Table,
+                  widest: int) -> pa.Table:
+    """The stored tiles of every close's window: ``__key``, ``tile_start``, partials."""
+    hop = codec.hop
+    wanted: dict[str, set[int]] = {}
+    for key, s in zip(closes.column(KEY).to_pylist(), closes.column(TILE_START).to_pylist(),
+                      strict=True):
+        wanted.setdefault(key, set()).update(range(s - widest + hop, s + hop, hop))
+    keys, starts, raws = [], [], []
+    listed = list(wanted)
+    for lo in range(0, len(listed), FETCH_KEYS):
+        requests = [(k, [f"{hop}:{t}" for t in sorted(wanted[k])])
+                    for k in listed[lo:lo + FETCH_KEYS]]
+        for (key, fields), row in zip(requests, online.fetch(requests), strict=True):
+            for f, raw in zip(fields, row, strict=True):
+                if raw is not None:
+                    keys.append(key)
+                    starts.append(int(f.split(":", 1)[1]))
+                    raws.append(raw)
+    body = decode_columns(codec, raws)
+    head = pa.table({KEY: pa.array(keys, pa.string()), TILE_START: pa.array(starts, pa.int64())})
+    for name in body.column_names:
+        head = head.append_column(name, body.column(name))
+    return head
+
+
+def close_stats(plan: ViewPlan, values: Mapping[str, tuple[np.ndarray, pa.Array]],
+                chunk: int = DAY) -> CloseDelta:
     """Statistics of the close values, per feature and chunk of tile start."""
-    at = np.asarray(starts, dtype=np.int64)
-    chunks = at - np.mod(at, chunk)
     out: CloseDelta = {}
-    for c in np.unique(chunks):
-        idx = np.flatnonzero(chunks == c)
-        for a in aggs:
-            column = pa.array([values[a.name][i] for i in idx])
-            fs = FeatureStats().update(column)
-            out.setdefault(f"{plan.name}:{a.name}", {})[int(c)] = fs
+    for name, (at, column) in values.items():
+        chunks = at - np.mod(at, chunk)
+        for c in np.unique(chunks):
+            part = column.filter(pa.array(chunks == c))
+            out.setdefault(f"{plan.name}:{name}", {})[int(c)] = FeatureStats().update(part)
     return out
 
 

@@ -261,7 +261,7 @@ class SourceRunner:
             write_archive(self.archive, result.table, intent.ranges)
         on_time = result.on_time
         # tile-close statistics need every partition's M(p): one instance only (tile_stats.py)
-        closer = (BatchCloser(self.meta, self.online, self.registry, self.runner_id,
+        closer = (BatchCloser(self._con, self.meta, self.online, self.registry, self.runner_id,
                               intent.seq, watermark(result.max_ts, self.partitions),
                               intent.cutoffs)
                   if self.options.instances == 1 and self.options.tile_stats else None)

@@ -42,14 +42,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+import duckdb
 import pyarrow as pa
 
+from braid.compile.duckdb import TILE_START
 from braid.online import OnlineStore
 from braid.online.base import tile_starts
-from braid.online.encoding import TileCodec, encode_keys, prune_span
+from braid.online.encoding import encode_keys, prune_span
 from braid.plan import ViewPlan
 from braid.registry import Registry
 from braid.stats.stream_tiles import (
+    KEY,
     apply_tile_closes,
     close_stats,
     close_values,
@@ -81,6 +84,7 @@ class BatchCloser:
     """The tile-close step of one batch (called by ``apply_view`` before each hop's merges).
 
     Args:
+        con: the runner's DuckDB connection (the close values query).
         meta: the runner's metadata store (open tiles and their entities).
         online: the online store (the windows' tiles).
         registry: where the snapshots go.
@@ -90,10 +94,10 @@ class BatchCloser:
         cutoffs: the batch's cutoffs, namespace -> hop -> C.
     """
 
-    def __init__(self, meta: MetaStore, online: OnlineStore, registry: Registry, runner: str,
-                 seq: int, watermark: int | None,
+    def __init__(self, con: duckdb.DuckDBPyConnection, meta: MetaStore, online: OnlineStore,
+                 registry: Registry, runner: str, seq: int, watermark: int | None,
                  cutoffs: Mapping[str, Mapping[int, int]]) -> None:
-        self.meta, self.online, self.registry = meta, online, registry
+        self.con, self.meta, self.online, self.registry = con, meta, online, registry
         self.runner, self.seq = runner, seq
         self.watermark, self.cutoffs = watermark, cutoffs
         self.closed = 0
@@ -105,8 +109,6 @@ class BatchCloser:
             return
         keys: list[str] = encode_keys(plan, table) if table.num_rows else []
         starts: list[int] = tile_starts(plan, hop, table).to_pylist() if table.num_rows else []
-        values = TileCodec(plan, hop).encode_table(table) if table.num_rows else []
-        deltas = {(k, s): v.encode() for k, s, v in zip(keys, starts, values, strict=True)}
         fresh: dict[int, set[str]] = {}
         newest: dict[str, int] = {}
         for k, s in zip(keys, starts, strict=True):
@@ -134,8 +136,13 @@ class BatchCloser:
                 early[s] = sorted(k for k in members - done[s] if newest.get(k, s) > s + reach)
                 closes += [(k, s) for k in early[s]]
         if closes:
-            found = close_values(self.online, plan, hop, aggs, closes, deltas)
-            delta = close_stats(plan, aggs, [s for _, s in closes], found)
+            names = [c for p in plan.partials_for_hop(hop) for c in p.columns]
+            deltas = table.select([TILE_START, *names]).append_column(
+                KEY, pa.array(keys, pa.string()))
+            wanted = pa.table({KEY: pa.array([k for k, _ in closes], pa.string()),
+                               TILE_START: pa.array([s for _, s in closes], pa.int64())})
+            found = close_values(self.con, self.online, plan, hop, aggs, wanted, deltas)
+            delta = close_stats(plan, found)
             apply_tile_closes(self.registry, plan, delta, cutoff, self.runner, self.seq)
             self.closed += len(closes)
         self._remember(plan, hop, tiles, final, early, fresh, done)
