@@ -145,11 +145,11 @@ class BatchCloser:
             delta = close_stats(plan, found)
             apply_tile_closes(self.registry, plan, delta, cutoff, self.runner, self.seq)
             self.closed += len(closes)
-        self._remember(plan, hop, tiles, final, early, fresh, done)
+        self._remember(plan, hop, tiles, final, early, fresh, done, raw)
 
     def _remember(self, plan: ViewPlan, hop: int, tiles: set[int], final: list[int],
                   early: Mapping[int, list[str]], fresh: Mapping[int, set[str]],
-                  done: Mapping[int, set[str]]) -> None:
+                  done: Mapping[int, set[str]], index: str | None) -> None:
         """Step 3: the sets and the index after this batch's closes were saved."""
         for s in final:
             self.meta.drop_members(members_key(plan, hop, s))
@@ -168,4 +168,6 @@ class BatchCloser:
             add = fresh[s] - gone - set(early.get(s, []))
             if add:
                 self.meta.add_members(members_key(plan, hop, s), sorted(add))
-        self.meta.set(index_key(plan, hop), json.dumps(still_open) if still_open else None)
+        text = json.dumps(still_open) if still_open else None
+        if text != index:  # most batches add to open tiles and close none: no write
+            self.meta.set(index_key(plan, hop), text)
