@@ -115,8 +115,11 @@ class BatchCloser:
             fresh.setdefault(s, set()).add(k)
             newest[k] = max(s, newest.get(k, s))
         raw = self.meta.get(index_key(plan, hop))
-        tiles = {s for s in ({int(x) for x in json.loads(raw)} if raw else set()) | set(fresh)
-                 if s >= cutoff}
+        listed = {int(x) for x in json.loads(raw)} if raw else set()
+        tiles = {s for s in listed | set(fresh) if s >= cutoff}
+        for s in listed - tiles:  # handed to batch by `braid handoff`: batch counts them
+            self.meta.drop_members(members_key(plan, hop, s))
+            self.meta.drop_members(members_key(plan, hop, s, early=True))
         lateness = plan.source.allowed_lateness
         final = sorted(s for s in tiles if is_final(s, hop, lateness, self.watermark))
         reach = prune_span(plan, hop) - max(a.window for a in plan.aggregations
