@@ -2,7 +2,8 @@
 
 Layout: :mod:`.views` (what runs), :mod:`.source` (one source's exactly-once loop),
 :mod:`.apply` (compiled DuckDB SQL -> guarded tile merges), :mod:`.archive` (Parquet twin),
-:mod:`.state` / :mod:`.meta` (offsets, M(p), intent), :mod:`.metrics`, :mod:`.service`
+:mod:`.state` / :mod:`.meta` (offsets, M(p), intent), :mod:`.tile_stats` (statistics of
+aggregated features at tile closes), :mod:`.metrics`, :mod:`.service`
 (the loop over sources, signals, status), :mod:`.handoff` (moving the cutoff C).
 
 Example:
