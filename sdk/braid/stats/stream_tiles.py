@@ -132,19 +132,23 @@ def _stored_tiles(online: OnlineStore, codec: TileCodec, closes: pa.Table,
     for key, s in zip(closes.column(KEY).to_pylist(), closes.column(TILE_START).to_pylist(),
                       strict=True):
         wanted.setdefault(key, set()).update(range(s - widest + hop, s + hop, hop))
-    keys, starts, raws = [], [], []
+    keys: list[str] = []
+    starts: list[int] = []
+    raws: list[bytes | None] = []
     listed = list(wanted)
     for lo in range(0, len(listed), FETCH_KEYS):
-        requests = [(k, [f"{hop}:{t}" for t in sorted(wanted[k])])
-                    for k in listed[lo:lo + FETCH_KEYS]]
-        for (key, fields), row in zip(requests, online.fetch(requests), strict=True):
-            for f, raw in zip(fields, row, strict=True):
-                if raw is not None:
-                    keys.append(key)
-                    starts.append(int(f.split(":", 1)[1]))
-                    raws.append(raw)
+        chunk = listed[lo:lo + FETCH_KEYS]
+        ranges = [sorted(wanted[k]) for k in chunk]
+        requests = [(k, [f"{hop}:{t}" for t in ts]) for k, ts in zip(chunk, ranges, strict=True)]
+        for key, ts, row in zip(chunk, ranges, online.fetch(requests), strict=True):
+            keys += [key] * len(ts)
+            starts += ts
+            raws += row
+    found = pa.array([r is not None for r in raws], pa.bool_())
+    raws = [r for r in raws if r is not None]
     body = decode_columns(codec, raws)
-    head = pa.table({KEY: pa.array(keys, pa.string()), TILE_START: pa.array(starts, pa.int64())})
+    head = pa.table({KEY: pa.array(keys, pa.string()), TILE_START: pa.array(starts, pa.int64())}
+                    ).filter(found)
     for name in body.column_names:
         head = head.append_column(name, body.column(name))
     return head
