@@ -41,9 +41,13 @@ stream_group = _stream_group()
 @click.option("--instances", default=1, show_default=True, help="How many instances run.")
 @click.option("--status-every", default=5.0, show_default=True, help="Seconds between status "
               "lines.")
+@click.option("--tile-stats/--no-tile-stats", default=True, show_default=True,
+              help="Count aggregated features' values at tile closes into the statistics "
+              "snapshots (one instance only; without them, batch counts closes once braid "
+              "handoff gives it the tiles).")
 @pass_ctx
 def stream_run(ctx: Context, views: str | None, once: bool, max_batch: int, max_wait_ms: int,
-               instance: int, instances: int, status_every: float) -> None:
+               instance: int, instances: int, status_every: float, tile_stats: bool) -> None:
     """Run the embedded runner: log -> validated events -> tiles and rows online, exactly once.
 
     SIGTERM or Ctrl-C finishes and commits the batch in flight, then exits.
@@ -53,7 +57,7 @@ def stream_run(ctx: Context, views: str | None, once: bool, max_batch: int, max_
 
     runner = ctx.store.stream_runner(
         _split(views), max_batch=max_batch, max_wait_ms=max_wait_ms, instance=instance,
-        instances=instances, say=say, status_every_s=status_every)
+        instances=instances, tile_stats=tile_stats, say=say, status_every_s=status_every)
     with runner:
         total = runner.run(once=once)
     click.echo(f"processed {total:,} records")
