@@ -275,6 +275,8 @@ class SourceRunner:
                     self.metrics.newest_ts[plan.name] = max(done.newest_ts,
                                                             old or done.newest_ts)
                 self._apply_stats(plan, done.projection_rows, intent)
+        if closer is not None:
+            closer.commit()  # its metadata, after the batch's online writes (tile_stats.py)
         new = self.state.committed(intent, result.max_ts)
         self.meta.set(self.state_key, new.dumps())
         self.state = new

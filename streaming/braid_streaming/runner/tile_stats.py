@@ -15,13 +15,17 @@ owned tile deltas *before* merging them. For each hop with numeric aggregations 
    batch's merge would prune (see below); the values come from the stored tiles plus the
    deltas, and every snapshot row is saved under the batch's guard
    (:func:`braid.stats.stream_tiles.apply_tile_closes`);
-3. only then updates the sets (drops closed tiles, moves early-closed entities to the
-   tile's ``:early`` set so they are not closed twice, adds the delta keys of open tiles)
-   and rewrites the index.
+3. records the updates of the sets (drop closed tiles, move early-closed entities to the
+   tile's ``:early`` set so they are not closed twice, add the delta keys of open tiles) and
+   of the index; the runner applies them with :meth:`BatchCloser.commit` after the batch's
+   online writes (on SQLite those are one write transaction, which a metadata write on the
+   meta connection would wait for), before it commits its offsets.
 
-A replay of the intent after a crash meets the same store state (the hop's merges start
-after step 3) and closes nothing a saved row does not hold, so the rows' guards make it a
-no-op: each close is counted once.
+A replay of the intent after a crash meets the same metadata until step 3 was applied, so
+it closes the same (key, tile) pairs into the same snapshot rows, or, after a partial step
+3, a subset of them; the rows' (runner, seq) guards make either a no-op. The values it
+would compute may differ (the store may hold the batch's merges by then) but are never
+saved: each close is counted once.
 
 Early closes. The online store prunes a key's tiles older than its newest tile minus
 ``max W + h + L`` (DESIGN §4.6). A tile not yet final waits for the slowest partition; if a
@@ -40,7 +44,8 @@ known to one of them; those runners leave aggregated statistics to the batch pas
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -101,6 +106,7 @@ class BatchCloser:
         self.runner, self.seq = runner, seq
         self.watermark, self.cutoffs = watermark, cutoffs
         self.closed = 0
+        self._writes: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
 
     def __call__(self, plan: ViewPlan, hop: int, table: pa.Table) -> None:
         aggs = numeric_aggregations(plan, hop)
@@ -118,8 +124,8 @@ class BatchCloser:
         listed = {int(x) for x in json.loads(raw)} if raw else set()
         tiles = {s for s in listed | set(fresh) if s >= cutoff}
         for s in listed - tiles:  # handed to batch by `braid handoff`: batch counts them
-            self.meta.drop_members(members_key(plan, hop, s))
-            self.meta.drop_members(members_key(plan, hop, s, early=True))
+            self._later(self.meta.drop_members, members_key(plan, hop, s))
+            self._later(self.meta.drop_members, members_key(plan, hop, s, early=True))
         lateness = plan.source.allowed_lateness
         final = sorted(s for s in tiles if is_final(s, hop, lateness, self.watermark))
         reach = prune_span(plan, hop) - max(a.window for a in plan.aggregations
@@ -155,12 +161,12 @@ class BatchCloser:
                   done: Mapping[int, set[str]], index: str | None) -> None:
         """Step 3: the sets and the index after this batch's closes were saved."""
         for s in final:
-            self.meta.drop_members(members_key(plan, hop, s))
-            self.meta.drop_members(members_key(plan, hop, s, early=True))
+            self._later(self.meta.drop_members, members_key(plan, hop, s))
+            self._later(self.meta.drop_members, members_key(plan, hop, s, early=True))
         for s, ks in early.items():
             if ks:
-                self.meta.add_members(members_key(plan, hop, s, early=True), ks)
-                self.meta.remove_members(members_key(plan, hop, s), ks)
+                self._later(self.meta.add_members, members_key(plan, hop, s, early=True), ks)
+                self._later(self.meta.remove_members, members_key(plan, hop, s), ks)
         still_open = sorted(tiles - set(final))
         for s in still_open:
             if not fresh.get(s):
@@ -170,7 +176,16 @@ class BatchCloser:
                 gone = self.meta.members(members_key(plan, hop, s, early=True))
             add = fresh[s] - gone - set(early.get(s, []))
             if add:
-                self.meta.add_members(members_key(plan, hop, s), sorted(add))
+                self._later(self.meta.add_members, members_key(plan, hop, s), sorted(add))
         text = json.dumps(still_open) if still_open else None
         if text != index:  # most batches add to open tiles and close none: no write
-            self.meta.set(index_key(plan, hop), text)
+            self._later(self.meta.set, index_key(plan, hop), text)
+
+    def _later(self, write: Callable[..., None], *args: Any) -> None:
+        self._writes.append((write, args))
+
+    def commit(self) -> None:
+        """Apply the batch's metadata writes (call after the batch's online writes)."""
+        for write, args in self._writes:
+            write(*args)
+        self._writes.clear()
