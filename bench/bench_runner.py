@@ -7,7 +7,9 @@ BRAID_KAFKA_BOOTSTRAP) + a private appendonly redis-server; for each, events/s o
 two hops, one projection) vs. the raw poll rate of the same log in the same run; then
 freshness (commit time - event time) p50/p99 at a steady ``rate`` events/s pushed by a
 producer process (``--inproc-push``: a thread of the runner process). Last, kafka-python +
-Redis: runner events/s against raw kafka-python consume (throughput only). Not a test.
+Redis: runner events/s against raw kafka-python consume (throughput only). The runner keeps
+the tile-close statistics of aggregated features, as ``stream run`` does by default;
+``--no-tile-stats`` measures it without them. Not a test.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def gen(n: int, t0: int, users: int = 10_000) -> list[dict[str, Any]]:
             for i in range(n)]
 
 
+#: Runner options of every run (``--no-tile-stats`` sets ``tile_stats=False``).
+OPTIONS: dict[str, Any] = {}
+
+
 def raw_consume(fs: FeatureStore, n: int) -> float:
     """Records/s of a bare assign + poll loop over the source topic."""
     topic = fs.repo.sources["txns"].topic  # type: ignore[union-attr]
@@ -59,7 +65,7 @@ def throughput(root: Path, n: int) -> tuple[float, float]:
     for lo in range(0, n, 50_000):
         fs.push("txns", evs[lo:lo + 50_000])
     raw = raw_consume(fs, n)
-    with fs.stream_runner(max_batch=50_000, max_wait_ms=200) as runner:
+    with fs.stream_runner(max_batch=50_000, max_wait_ms=200, **OPTIONS) as runner:
         t = time.perf_counter()
         done = runner.run(once=True, install_signals=False)
         rate = done / (time.perf_counter() - t)
@@ -97,7 +103,7 @@ def freshness(root: Path, rate: int, seconds: float, inproc: bool = False
     The producer runs in its own process (as producers do), so it does not share the
     runner's GIL; ``inproc`` pushes from a thread of the runner's process instead."""
     fs = FeatureStore(root)
-    runner = fs.stream_runner(max_batch=50_000, max_wait_ms=50)
+    runner = fs.stream_runner(max_batch=50_000, max_wait_ms=50, **OPTIONS)
     runner.start()
     thread = threading.Thread(target=runner.run, kwargs={"install_signals": False}, daemon=True)
     thread.start()
@@ -135,7 +141,12 @@ def main() -> None:
     ap.add_argument("--skip-kafka", action="store_true")
     ap.add_argument("--inproc-push", action="store_true",
                     help="push from a thread of the runner's process (shares its GIL)")
+    ap.add_argument("--no-tile-stats", action="store_true",
+                    help="runner without the stream's tile-close statistics (on by default)")
     args = ap.parse_args()
+    OPTIONS["tile_stats"] = not args.no_tile_stats
+    print(f"tile-close statistics {'on' if OPTIONS['tile_stats'] else 'off'}; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         local = make_stream_repo(Path(tmp) / "local")
         rate, raw = throughput(local, args.n)
