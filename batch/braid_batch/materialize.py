@@ -9,7 +9,7 @@ so memory stays bounded; re-running is idempotent (rows are last-write-wins, til
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -62,8 +62,11 @@ class MaterializeReport:
         return "\n".join(lines)
 
 
-def _batches(reader: pa.RecordBatchReader) -> list[pa.Table]:
-    return [pa.Table.from_batches([b]) for b in reader if b.num_rows]
+def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
+    """One table per record batch, pulled as it is written (memory bounded by a batch)."""
+    for batch in reader:
+        if batch.num_rows:
+            yield pa.Table.from_batches([batch])
 
 
 def materialize(repo: Repo, online: OnlineStore, view_names: list[str] | None = None,
