@@ -110,12 +110,7 @@ def load(con: duckdb.DuckDBPyConnection, table: pa.Table, timestamp_column: str)
             raise EntityKeyError(f"entity_df column '{reserved}' is reserved by braid; rename it")
     table = table.append_column(ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))
     con.register(_INPUT, table)
-    ts = col(timestamp_column)
-    if pa.types.is_timestamp(table.schema.field(timestamp_column).type):
-        t: exp.Expression = exp.Anonymous(this="epoch_ms", expressions=[
-            exp.Cast(this=ts, to=exp.DataType.build("TIMESTAMPTZ"))])
-    else:
-        t = exp.Cast(this=ts, to=exp.DataType.build("BIGINT"))
+    t = _epoch_ms(timestamp_column, table.schema.field(timestamp_column).type)
     sel = exp.select(exp.Star(), exp.alias_(t, T, quoted=True)).from_(exp.to_identifier(_INPUT))
     # A view over the registered Arrow table, not a copy: the connection keeps the table
     # registered for as long as the result that reads it lives.
@@ -131,15 +126,23 @@ def time_span(con: duckdb.DuckDBPyConnection, table: pa.Table,
     same conversion to epoch ms as the loaded rows (it is monotonic), instead of a scan."""
     column = table.column(timestamp_column)
     extremes = pc.min_max(column)
-    lo, hi = extremes["min"], extremes["max"]
-    if not lo.is_valid:
+    if not extremes["min"].is_valid:
         return None
-    if not pa.types.is_timestamp(column.type):
-        return int(lo.as_py()), int(hi.as_py())
-    pair = pa.table({"v": pa.array([lo.value, hi.value], pa.int64()).cast(column.type)})
+    pair = pa.table({timestamp_column: pa.array([extremes["min"], extremes["max"]],
+                                                column.type)})
     con.register("__braid_span", pair)
     try:
-        row = con.sql('SELECT epoch_ms(CAST("v" AS TIMESTAMPTZ)) FROM "__braid_span"').fetchall()
+        sel = exp.select(_epoch_ms(timestamp_column, column.type)).from_(
+            exp.to_identifier("__braid_span"))
+        row = con.sql(DUCKDB.render(sel)).fetchall()
     finally:
         con.unregister("__braid_span")
     return int(row[0][0]), int(row[1][0])
+
+
+def _epoch_ms(column: str, arrow_type: pa.DataType) -> exp.Expression:
+    """``__braid_t`` of a timestamp column (zone-aware time or int64 epoch ms)."""
+    if pa.types.is_timestamp(arrow_type):
+        return exp.Anonymous(this="epoch_ms", expressions=[
+            exp.Cast(this=col(column), to=exp.DataType.build("TIMESTAMPTZ"))])
+    return exp.Cast(this=col(column), to=exp.DataType.build("BIGINT"))
