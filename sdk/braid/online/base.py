@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from braid.algebra import MISSING_CREATED
 from braid.errors import StoreError
 from braid.online.encoding import FIELD_PREFIX, TileCodec, encode_column, key_array
+from braid.online.tilecache import TileCache
 from braid.plan import ViewPlan
 
 #: One HMGET: the key and the fields to read.
@@ -220,7 +221,7 @@ class OnlineStore(ABC):
 
     @abstractmethod
     def merge_tiles(self, plan: ViewPlan, hop: int, table: pa.Table,
-                    guard: SeqGuard | None = None) -> int:
+                    guard: SeqGuard | None = None, cache: TileCache | None = None) -> int:
         """Add partial deltas into the stored tiles with the algebra's merge kinds.
 
         Args:
@@ -229,6 +230,9 @@ class OnlineStore(ABC):
             table: as for :meth:`write_tiles`, holding deltas.
             guard: optional per-key sequence guard; keys whose stored sequence is not older
                 than ``guard.seq`` are skipped.
+            cache: what this writer knows of its keys' stored tiles
+                (:mod:`braid.online.tilecache`): the merge takes stored values from it and
+                keeps it up to date. Only the namespace's single tile writer passes one.
 
         Returns:
             How many keys the deltas were applied to (skipped keys excluded).
@@ -260,6 +264,10 @@ class OnlineStore(ABC):
     @abstractmethod
     def read_hash(self, key: str) -> dict[str, bytes]:
         """Every field of one key (debugging and tests)."""
+
+    def read_hashes(self, keys: Sequence[str]) -> list[dict[str, bytes]]:
+        """Every field of many keys (one round trip where the store can)."""
+        return [self.read_hash(k) for k in keys]
 
     @abstractmethod
     def close(self) -> None:

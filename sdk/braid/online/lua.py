@@ -425,3 +425,28 @@ for _, key in ipairs(KEYS) do
 end
 return out
 """
+
+#: KEYS: one hash per entity. ARGV: guard field ('' = none), seq, pexpire ms ('' = none),
+#: then per key: n, m, e ('1': set the expiry), n pairs (tile field, absolute state) and m
+#: tile fields to delete (pruned). The caller merged the states and is the tiles' only writer
+#: (a runner with a tile cache, :mod:`braid.online.tilecache`), so nothing is compared: the
+#: states, the guard and the pruning of a key land in one atomic step. Returns keys written.
+WRITE_STATES = r"""
+local gfield, seq, pexp = ARGV[1], ARGV[2], ARGV[3]
+local at = 4
+for _, key in ipairs(KEYS) do
+  local n, m, e = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), ARGV[at + 2]
+  local lo = at + 3
+  local hi = lo + 2 * n - 1
+  if gfield ~= '' then redis.call('HSET', key, gfield, seq) end
+  for a = lo, hi, 1000 do  -- unpack has a stack limit
+    redis.call('HSET', key, unpack(ARGV, a, math.min(hi, a + 999)))
+  end
+  for a = hi + 1, hi + m, 1000 do
+    redis.call('HDEL', key, unpack(ARGV, a, math.min(hi + m, a + 999)))
+  end
+  if e == '1' and pexp ~= '' then redis.call('PEXPIRE', key, pexp) end
+  at = hi + m + 1
+end
+return #KEYS
+"""

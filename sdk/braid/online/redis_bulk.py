@@ -17,6 +17,7 @@ from braid.online.base import RowBatch, TileBatch
 from braid.online.encoding import expiry_ms
 from braid.online.redis_nodes import Command, RedisNodes
 from braid.online.resp import Packed, bulk, bulk_text, evalsha_head, join
+from braid.online.tilecache import CachedMerge
 from braid.plan import ViewPlan
 
 #: Keys per script call (a call runs atomically; this bounds how long it holds the server).
@@ -128,4 +129,35 @@ def key_commands(nodes: RedisNodes, sha: str, keys: pa.Array, args: list[str]) -
     packed = Packed(bulk(keys))
     head = b"".join(bulk_text(a) for a in args)
     return [(slot, [evalsha_head(sha, hi - lo, len(args)), packed.span(lo, hi), head], 1)
+            for slot, lo, hi in nodes.chunks(slots, len(keys), KEYS_PER_CALL)]
+
+
+_E = {True: bulk_text("1"), False: bulk_text("0")}
+
+
+def state_calls(nodes: RedisNodes, sha: str, merge: CachedMerge,
+                head: list[str]) -> list[Command]:
+    """``WRITE_STATES`` calls for a cached merge (argument layout in :mod:`braid.online.lua`):
+    each row's field and state framed column-wise, then each key's arguments joined."""
+    keys = list(merge.rows)
+    slots = None
+    if nodes.cluster:
+        slots = nodes.slots(keys)
+        order = np.argsort(slots, kind="stable")
+        slots, keys = slots[order], [keys[i] for i in order]
+    pairs: list[bytes] = join(bulk(pa.array(merge.fields, pa.string())),
+                              bulk(pa.array(merge.values, pa.binary()))).to_pylist()
+    key_bulks: list[bytes] = bulk(pa.array(keys, pa.string())).to_pylist()
+    hop = merge.hop
+    blobs: list[bytes] = []
+    widths: list[int] = []
+    for key in keys:
+        idx, dead = merge.rows[key], merge.dead.get(key, ())
+        blobs.append(b"".join([bulk_text(str(len(idx))), bulk_text(str(len(dead))),
+                               _E[key in merge.expire], *[pairs[i] for i in idx],
+                               *[bulk_text(f"{hop}:{s}") for s in dead]]))
+        widths.append(3 + 2 * len(idx) + len(dead))
+    head_bytes = b"".join(bulk_text(a) for a in head)
+    return [(slot, [evalsha_head(sha, hi - lo, len(head) + sum(widths[lo:hi])),
+                    *key_bulks[lo:hi], head_bytes, *blobs[lo:hi]], 1)
             for slot, lo, hi in nodes.chunks(slots, len(keys), KEYS_PER_CALL)]

@@ -40,11 +40,19 @@ from braid.online.lua import (
     PRUNE_TILES,
     READ_FIELDS,
     WRITE_ROWS,
+    WRITE_STATES,
     WRITE_TILES_MONOTONIC,
 )
-from braid.online.redis_bulk import KEYS_PER_CALL, key_commands, row_commands, tile_commands
+from braid.online.redis_bulk import (
+    KEYS_PER_CALL,
+    key_commands,
+    row_commands,
+    state_calls,
+    tile_commands,
+)
 from braid.online.redis_nodes import Command, RedisNodes, Script
 from braid.online.resp import pack
+from braid.online.tilecache import TileCache, cached_merge
 from braid.online.tilemerge import merge_tile_values
 from braid.plan import ViewPlan
 
@@ -84,6 +92,7 @@ class RedisOnlineStore(OnlineStore):
         self._merge_write = Script(MERGE_WRITE)
         self._read = Script(READ_FIELDS)
         self._monotonic = Script(WRITE_TILES_MONOTONIC)
+        self._states = Script(WRITE_STATES)
         self._new_tiles = NewTiles()  # where a merge runs (merge_tiles)
 
     # ------------------------------------------------------------------ writes
@@ -155,24 +164,57 @@ class RedisOnlineStore(OnlineStore):
         return sum(self._run(self._monotonic, calls))
 
     def merge_tiles(self, plan: ViewPlan, hop: int, table: pa.Table,
-                    guard: SeqGuard | None = None) -> int:
+                    guard: SeqGuard | None = None, cache: TileCache | None = None) -> int:
         """Read the stored tiles (one pipelined round trip), merge the deltas column-wise in
         Python (:mod:`braid.online.tilemerge`) and write with ``MERGE_WRITE``, which applies
         a call only if the fields still hold what was read; a call that meets a concurrent
         change is redone by the server-side ``MERGE_TILES`` merge.
 
-        When most deltas are for tiles beyond any merged before (a backlog, a new hop), there
-        is little to read: the server-side merge writes them in one call per batch of keys,
-        without the read round trip. Both paths give the same values (the algebra's merge)."""
+        With a ``cache`` (:mod:`braid.online.tilecache`) the stored values come from it and
+        only keys it lacks are read (whole, once); ``MERGE_WRITE`` still checks them on the
+        server. Without one, when most deltas are for tiles beyond any merged before (a
+        backlog, a new hop), there is little to read: the server-side merge writes them in
+        one call per batch of keys, without the read round trip. Every path gives the same
+        values (the algebra's merge)."""
         if table.num_rows == 0:
             return 0
         codec = TileCodec(plan, hop)
         starts = tile_starts(plan, hop, table).to_pylist()
-        if self._new_tiles.mostly_new(plan, hop, starts, guard):
-            return self._merge_in_lua(plan, hop, table, guard)
         keys = encode_keys(plan, table)
         if len(set(zip(keys, starts, strict=True))) != len(keys):
+            if cache is not None:
+                cache.drop(plan.namespace, keys)
             return self._merge_in_lua(plan, hop, table, guard)
+        if cache is not None:
+            try:
+                return self._merge_cached(plan, hop, codec, table, keys, starts, guard, cache)
+            except BaseException:  # what was applied is unknown: read these keys again
+                cache.drop(plan.namespace, keys)
+                raise
+        if self._new_tiles.mostly_new(plan, hop, starts, guard):
+            return self._merge_in_lua(plan, hop, table, guard)
+        return self._merge_known(plan, hop, codec, table, keys, starts, guard)
+
+    def _merge_cached(self, plan: ViewPlan, hop: int, codec: TileCodec, table: pa.Table,
+                      keys: list[str], starts: list[int], guard: SeqGuard | None,
+                      cache: TileCache) -> int:
+        """The merge of a namespace's only tile writer: stored values from ``cache``, the
+        merged states, guard and pruning written by ``WRITE_STATES`` without comparing."""
+        m = cached_merge(cache, plan.namespace, codec, table, keys, starts,
+                         (guard.field, guard.seq) if guard else None, prune_span(plan, hop),
+                         self.read_hashes)
+        if not m.rows:
+            return 0
+        exp = expiry_ms(plan)
+        head = [guard.field if guard else "", str(guard.seq) if guard else "",
+                "" if exp is None else str(exp)]
+        self._total(self._states, [state_calls(self.nodes, self._states.sha, m, head)])
+        m.commit(cache, None if exp is None else exp / 1000)
+        return len(m.rows)
+
+    def _merge_known(self, plan: ViewPlan, hop: int, codec: TileCodec, table: pa.Table,
+                     keys: list[str], starts: list[int], guard: SeqGuard | None) -> int:
+        """The client-side merge of :meth:`merge_tiles`: read, merge, ``MERGE_WRITE``."""
         fields = [f"{hop}:{s}" for s in starts]
         rows: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
@@ -189,6 +231,23 @@ class RedisOnlineStore(OnlineStore):
             for i, key in enumerate(keys):
                 rows.setdefault(key, []).append(i)
         values = merge_tile_values(codec, old, table)
+        calls = self._merge_write_calls(plan, hop, rows, fields, old, values, guard)
+        applied, redo = 0, []
+        for (_, call_keys, _), n in zip(calls, self._run(self._merge_write, calls),
+                                        strict=True):
+            if n < 0:
+                redo += call_keys
+                continue
+            applied += n
+        if redo:  # a field changed since it was read: merge those keys on the server
+            take = pa.array([i for k in redo for i in rows[k]], pa.int64())
+            applied += self._merge_in_lua(plan, hop, table.take(take), guard)
+        return applied
+
+    def _merge_write_calls(self, plan: ViewPlan, hop: int, rows: dict[str, list[int]],
+                           fields: list[str], old: list[bytes | None], values: list[bytes],
+                           guard: SeqGuard | None) -> list[Call]:
+        """``MERGE_WRITE`` calls (argument layout in :mod:`braid.online.lua`)."""
         exp = expiry_ms(plan)
         head: list[str | bytes] = ["" if exp is None else str(exp), str(hop),
                                    str(prune_span(plan, hop)), guard.field if guard else "",
@@ -207,17 +266,7 @@ class RedisOnlineStore(OnlineStore):
                 for i in idx:
                     args += triples[i]
             calls.append((slot, [k for k, _ in part], args))
-        applied, redo = 0, []
-        for (_, call_keys, _), n in zip(calls, self._run(self._merge_write, calls),
-                                        strict=True):
-            if n < 0:
-                redo += call_keys
-            else:
-                applied += n
-        if redo:  # a field changed since it was read: merge those keys on the server
-            take = pa.array([i for k in redo for i in rows[k]], pa.int64())
-            applied += self._merge_in_lua(plan, hop, table.take(take), guard)
-        return applied
+        return calls
 
     def _read_tiles(self, rows: dict[str, list[int]], fields: list[str],
                     guard: SeqGuard | None, old: list[bytes | None]) -> list[str]:
@@ -333,6 +382,13 @@ class RedisOnlineStore(OnlineStore):
     def read_hash(self, key: str) -> dict[str, bytes]:
         raw: dict[bytes, bytes] = self.client.hgetall(key)  # type: ignore[assignment]
         return {k.decode(): v for k, v in raw.items()}
+
+    def read_hashes(self, keys: Sequence[str]) -> list[dict[str, bytes]]:
+        slots = self.nodes.slots(keys)
+        replies = self._execute([[(int(slot), [pack(["HGETALL", key])], 1)
+                                  for slot, key in zip(slots, keys, strict=True)]],
+                                None, "read")
+        return [{r[i].decode(): r[i + 1] for i in range(0, len(r), 2)} for r in replies]
 
     def close(self) -> None:
         self.nodes.close()

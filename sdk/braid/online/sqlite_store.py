@@ -46,6 +46,7 @@ from braid.online.encoding import (
     expiry_ms,
     prune_span,
 )
+from braid.online.tilecache import TileCache, cached_merge
 from braid.online.tilemerge import merge_tile_values
 from braid.plan import ViewPlan
 
@@ -286,7 +287,7 @@ class SqliteOnlineStore(OnlineStore):
         return written
 
     def merge_tiles(self, plan: ViewPlan, hop: int, table: pa.Table,
-                    guard: SeqGuard | None = None) -> int:
+                    guard: SeqGuard | None = None, cache: TileCache | None = None) -> int:
         if table.num_rows == 0:
             return 0
         codec = TileCodec(plan, hop)
@@ -295,7 +296,15 @@ class SqliteOnlineStore(OnlineStore):
         prefix = f"{hop}:"
         fields = [prefix + str(s) for s in starts]
         if len(set(zip(keys, starts, strict=True))) != len(keys):
+            if cache is not None:
+                cache.drop(plan.namespace, keys)
             return self._merge_tiles_each(plan, hop, table, guard)
+        if cache is not None:
+            try:
+                return self._merge_cached(plan, hop, codec, table, keys, fields, guard, cache)
+            except BaseException:
+                cache.drop(plan.namespace, keys)
+                raise
         uniq = list(dict.fromkeys(keys))
         with self._tx() as con:
             wanted = list(dict.fromkeys(fields))
@@ -337,6 +346,34 @@ class SqliteOnlineStore(OnlineStore):
             if grown:
                 self._prune(con, grown, hop, prune_span(plan, hop))
         return len(uniq)
+
+    def _merge_cached(self, plan: ViewPlan, hop: int, codec: TileCodec, table: pa.Table,
+                      keys: list[str], fields: list[str], guard: SeqGuard | None,
+                      cache: TileCache) -> int:
+        """:meth:`merge_tiles` of the namespace's only tile writer, stored values from
+        ``cache`` (keys it lacks are read whole first), in this store's write transaction;
+        prunes from the cached tiles."""
+        starts = [int(f[f.index(":") + 1:]) for f in fields]
+        with self._tx() as con:
+            def read(missing: list[str]) -> list[Hash]:
+                return list(self._load(con, missing).values())
+
+            m = cached_merge(cache, plan.namespace, codec, table, keys, starts,
+                             (guard.field, guard.seq) if guard else None,
+                             prune_span(plan, hop), read)
+            if not m.rows:
+                return 0
+            out = [(k, m.fields[i], m.values[i]) for k, idx in m.rows.items() for i in idx]
+            if guard is not None:
+                seq = str(guard.seq).encode()
+                out += [(k, guard.field, seq) for k in m.rows]
+            con.executemany(_UPSERT, out)
+            self._expire(con, list(m.rows), expiry_ms(plan))
+            dead = [(k, f"{hop}:{s}") for k, ss in m.dead.items() for s in ss]
+            if dead:
+                con.executemany(_DELETE, dead)
+            m.commit(cache, None)  # SQLite rewrites expiry rows per batch (cheap)
+        return len(m.rows)
 
     def _merge_tiles_each(self, plan: ViewPlan, hop: int, table: pa.Table,
                           guard: SeqGuard | None) -> int:

@@ -45,6 +45,7 @@ from braid.compile.dialect import DUCKDB
 from braid.compile.duckdb import TILE_START
 from braid.compile.tile_close import CLOSE, tile_close_select
 from braid.online.encoding import TileCodec
+from braid.online.tilecache import TileCache
 from braid.online.tilemerge import decode_columns
 from braid.stats.bundle import FeatureStats
 from braid.stats.snapshots import TILE_CLOSE, chunk_body
@@ -78,7 +79,8 @@ def is_final(start: int, hop: int, lateness: int, watermark: int | None) -> bool
 
 def close_values(con: duckdb.DuckDBPyConnection, online: OnlineStore, plan: ViewPlan,
                  hop: int, aggs: Sequence[AggregationPlan], closes: pa.Table,
-                 deltas: pa.Table | None = None) -> dict[str, tuple[np.ndarray, pa.Array]]:
+                 deltas: pa.Table | None = None, cache: TileCache | None = None,
+                 cutoff: int | None = None) -> dict[str, tuple[np.ndarray, pa.Array]]:
     """The value of every aggregation in ``aggs`` at each close.
 
     Args:
@@ -91,12 +93,16 @@ def close_values(con: duckdb.DuckDBPyConnection, online: OnlineStore, plan: View
             and ``tile_start`` of the closing tiles.
         deltas: ``__key``, ``tile_start`` and the hop's partial columns of tiles not yet
             merged into the store; merged with the stored ones.
+        cache: the writer's tile cache (:mod:`braid.online.tilecache`): stored tiles at or
+            above ``cutoff`` of the keys it holds are taken from it, the rest read.
+        cutoff: the hop's cutoff C (required with ``cache``).
 
     Returns:
         ``{aggregation name: (tile start per close, value per close)}``.
     """
     codec = TileCodec(plan, hop)
-    stored = _stored_tiles(online, codec, closes, max(a.window for a in aggs))
+    stored = _stored_tiles(online, codec, closes, max(a.window for a in aggs),
+                           (plan.namespace, cache) if cache is not None else None, cutoff)
     names = stored.column_names
     parts = [stored]
     if deltas is not None and deltas.num_rows:
@@ -124,8 +130,9 @@ def close_values(con: duckdb.DuckDBPyConnection, online: OnlineStore, plan: View
     return out
 
 
-def _stored_tiles(online: OnlineStore, codec: TileCodec, closes: pa.Table,
-                  widest: int) -> pa.Table:
+def _stored_tiles(online: OnlineStore, codec: TileCodec, closes: pa.Table, widest: int,
+                  cache: tuple[str, TileCache] | None = None,
+                  cutoff: int | None = None) -> pa.Table:
     """The stored tiles of every close's window: ``__key``, ``tile_start``, partials."""
     hop = codec.hop
     wanted: dict[str, set[int]] = {}
@@ -135,14 +142,26 @@ def _stored_tiles(online: OnlineStore, codec: TileCodec, closes: pa.Table,
     keys: list[str] = []
     starts: list[int] = []
     raws: list[bytes | None] = []
-    listed = list(wanted)
+    unknown: dict[str, list[int]] = {}
+    for key, want in wanted.items():
+        entry = cache[1].peek(cache[0], key) if cache is not None else None
+        ts = sorted(want)
+        if entry is None or cutoff is None:
+            unknown[key] = ts
+            continue
+        owned = [t for t in ts if t >= cutoff]  # batch's tiles may have changed: read them
+        if len(owned) < len(ts):
+            unknown[key] = [t for t in ts if t < cutoff]
+        keys += [key] * len(owned)
+        starts += owned
+        raws += [entry.tile(hop, t) for t in owned]
+    listed = list(unknown)
     for lo in range(0, len(listed), FETCH_KEYS):
         chunk = listed[lo:lo + FETCH_KEYS]
-        ranges = [sorted(wanted[k]) for k in chunk]
-        requests = [(k, [f"{hop}:{t}" for t in ts]) for k, ts in zip(chunk, ranges, strict=True)]
-        for key, ts, row in zip(chunk, ranges, online.fetch(requests), strict=True):
-            keys += [key] * len(ts)
-            starts += ts
+        requests = [(k, [f"{hop}:{t}" for t in unknown[k]]) for k in chunk]
+        for key, row in zip(chunk, online.fetch(requests), strict=True):
+            keys += [key] * len(unknown[key])
+            starts += unknown[key]
             raws += row
     found = pa.array([r is not None for r in raws], pa.bool_())
     raws = [r for r in raws if r is not None]

@@ -25,6 +25,7 @@ from braid.compile.algebra_sql import CT, TS, col, lit
 from braid.compile.dialect import DUCKDB
 from braid.compile.duckdb import TILE_START, DuckDBCompiler
 from braid.online import OnlineStore, SeqGuard
+from braid.online.tilecache import TileCache
 from braid.plan import ViewPlan
 
 CHUNK = "_chunk"
@@ -131,7 +132,8 @@ def _compiled(plan: ViewPlan, cutoffs: dict[int, int], chunk_keys: int) -> _View
 def apply_view(con: duckdb.DuckDBPyConnection, store: OnlineStore, plan: ViewPlan,
                events_table: pa.Table, cutoffs: dict[int, int], runner_id: str, seq: int,
                chunk_keys: int = 5000, hook: ChunkHook | None = None,
-               before_merge: TilesHook | None = None) -> ViewApplied:
+               before_merge: TilesHook | None = None,
+               cache: TileCache | None = None) -> ViewApplied:
     """Merge one batch's tile deltas and projection rows of ``plan`` into ``store``.
 
     Args:
@@ -146,6 +148,8 @@ def apply_view(con: duckdb.DuckDBPyConnection, store: OnlineStore, plan: ViewPla
         hook: called after every chunk (tests inject crashes here).
         before_merge: called per hop with all its deltas before the first chunk is merged
             (tile-close statistics, :mod:`~braid_streaming.runner.tile_stats`).
+        cache: the runner's knowledge of its keys' stored tiles
+            (:mod:`braid.online.tilecache`), when it is the namespace's only tile writer.
     """
     done = ViewApplied()
     if events_table.num_rows == 0:
@@ -161,7 +165,7 @@ def apply_view(con: duckdb.DuckDBPyConnection, store: OnlineStore, plan: ViewPla
             if before_merge:
                 before_merge(plan, hop, deltas)
             for i, chunk in enumerate(_split(deltas)):
-                done.keys += store.merge_tiles(plan, hop, chunk, guard=guard)
+                done.keys += store.merge_tiles(plan, hop, chunk, guard=guard, cache=cache)
                 done.tiles += chunk.num_rows
                 if hook:
                     hook(plan.name, hop, i)

@@ -37,6 +37,7 @@ from braid.duck import connect
 from braid.errors import StoreError
 from braid.online import OnlineStore
 from braid.online.encoding import key_prefix
+from braid.online.tilecache import TileCache
 from braid.plan import ViewPlan
 from braid.registry import Registry
 from braid.stats.stream import apply_stream_delta, stats_delta
@@ -71,12 +72,17 @@ class RunnerOptions:
     retry_cap_s: float = 5.0
     #: Count aggregated features' tile closes into the stream statistics (tile_stats.py).
     tile_stats: bool = True
+    #: Keys whose stored tiles the runner remembers, so merges skip reading them back
+    #: (:mod:`braid.online.tilecache`; one instance only).
+    cache_keys: int = 500_000
 
     def __post_init__(self) -> None:
         if not 0 <= self.instance < self.instances:
             raise RunnerError(f"--instance {self.instance} is outside 0..{self.instances - 1}")
-        if self.max_batch < 1 or self.max_wait_ms < 0 or self.chunk_keys < 1:
-            raise RunnerError("max_batch and chunk_keys must be >= 1, max_wait_ms >= 0")
+        if (self.max_batch < 1 or self.max_wait_ms < 0 or self.chunk_keys < 1
+                or self.cache_keys < 1):
+            raise RunnerError("max_batch, chunk_keys and cache_keys must be >= 1, "
+                              "max_wait_ms >= 0")
 
 
 class SourceRunner:
@@ -105,6 +111,10 @@ class SourceRunner:
         self.partitions: list[int] = []
         self._con = connect(threads=1)  # one thread: float sums identical on replay
         self._owner_known = False
+        # One instance writes every owned tile of its namespaces (DESIGN §6.4); several
+        # share keys of views not keyed like the log, so only one may trust what it wrote.
+        self.cache = TileCache(options.cache_keys) if options.instances == 1 else None
+        self._cache_cutoffs: dict[str, dict[int, int]] | None = None
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
@@ -243,6 +253,8 @@ class SourceRunner:
                 self._apply(intent, result)
                 break
             except (StoreError, LogUnavailableError) as e:
+                if self.cache is not None:  # what the failed try applied is unknown
+                    self.cache.clear()
                 attempt += 1
                 self.metrics.retries += 1
                 wait = min(self.options.retry_cap_s, 0.05 * 2 ** min(attempt, 10))
@@ -253,6 +265,17 @@ class SourceRunner:
         self.metrics.record_delays(time.time_ns() // 1_000_000, [r.timestamp_ms for r in records])
 
     def _apply(self, intent: Intent, result: IngestResult) -> None:
+        if self.cache is not None and intent.cutoffs != self._cache_cutoffs:
+            self.cache.clear()  # `braid handoff` gave batch some tiles: forget them all
+            self._cache_cutoffs = intent.cutoffs
+        try:
+            self._apply_batch(intent, result)
+        except BaseException:
+            if self.cache is not None:
+                self.cache.clear()
+            raise
+
+    def _apply_batch(self, intent: Intent, result: IngestResult) -> None:
         self.meta.set(self.state_key, replace(self.state, intent=intent).dumps())
         if result.dead_letters:
             self.log.produce(dlq_topic(self.project), [d.to_record() for d in result.dead_letters])
@@ -263,13 +286,14 @@ class SourceRunner:
         # tile-close statistics need every partition's M(p): one instance only (tile_stats.py)
         closer = (BatchCloser(self._con, self.meta, self.online, self.registry, self.runner_id,
                               intent.seq, watermark(result.max_ts, self.partitions),
-                              intent.cutoffs)
+                              intent.cutoffs, self.cache)
                   if self.options.instances == 1 and self.options.tile_stats else None)
         with self.online.batch():  # SQLite: one transaction for the batch's writes
             for plan in self.plans:
                 done = apply_view(self._con, self.online, plan, on_time,
                                   intent.cutoffs[plan.namespace], self.runner_id, intent.seq,
-                                  self.options.chunk_keys, self.hook, before_merge=closer)
+                                  self.options.chunk_keys, self.hook, before_merge=closer,
+                                  cache=self.cache)
                 if done.newest_ts is not None:
                     old = self.metrics.newest_ts.get(plan.name)
                     self.metrics.newest_ts[plan.name] = max(done.newest_ts,

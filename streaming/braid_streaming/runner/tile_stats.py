@@ -54,6 +54,7 @@ from braid.compile.duckdb import TILE_START
 from braid.online import OnlineStore
 from braid.online.base import tile_starts
 from braid.online.encoding import encode_keys, prune_span
+from braid.online.tilecache import TileCache
 from braid.plan import ViewPlan
 from braid.registry import Registry
 from braid.stats.stream_tiles import (
@@ -97,12 +98,15 @@ class BatchCloser:
         seq: the batch's sequence number.
         watermark: ``min_p M(p)`` after the batch (:func:`watermark`).
         cutoffs: the batch's cutoffs, namespace -> hop -> C.
+        cache: the runner's tile cache (its stored owned tiles are not read back).
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, meta: MetaStore, online: OnlineStore,
                  registry: Registry, runner: str, seq: int, watermark: int | None,
-                 cutoffs: Mapping[str, Mapping[int, int]]) -> None:
+                 cutoffs: Mapping[str, Mapping[int, int]],
+                 cache: TileCache | None = None) -> None:
         self.con, self.meta, self.online, self.registry = con, meta, online, registry
+        self.cache = cache
         self.runner, self.seq = runner, seq
         self.watermark, self.cutoffs = watermark, cutoffs
         self.closed = 0
@@ -150,7 +154,8 @@ class BatchCloser:
                 KEY, pa.array(keys, pa.string()))
             wanted = pa.table({KEY: pa.array([k for k, _ in closes], pa.string()),
                                TILE_START: pa.array([s for _, s in closes], pa.int64())})
-            found = close_values(self.con, self.online, plan, hop, aggs, wanted, deltas)
+            found = close_values(self.con, self.online, plan, hop, aggs, wanted, deltas,
+                                 self.cache, cutoff)
             delta = close_stats(plan, found)
             apply_tile_closes(self.registry, plan, delta, cutoff, self.runner, self.seq)
             self.closed += len(closes)

@@ -1,0 +1,237 @@
+"""What a single tile writer knows of the stored tiles of its keys, so merges skip the read.
+
+A streaming runner merges every micro-batch's tile deltas into the stored tiles. Reading the
+stored values back before each merge costs a round trip and server time per tile; yet the
+runner is the only writer of the tiles it owns (DESIGN §6.4: one streaming engine per view
+and namespace, tiles ``>= C``), so after it has seen a key once it knows that key's tiles. A
+:class:`TileCache` holds, per (namespace, key), the key's tile fields and guard fields as
+last read whole (one ``HGETALL``) or written by this process. A store's ``merge_tiles``
+given a cache takes the stored values from it, reading only keys it does not hold.
+
+Trust rules (why the cache cannot corrupt the store):
+
+- The Redis store still verifies on the server that every merged field holds the value the
+  merge started from (``MERGE_WRITE``); a mismatch (another writer) drops the keys from the
+  cache and merges them on the server. SQLite merges inside one write transaction of the
+  runner, which is the namespace's only tile writer.
+- A failed or partly applied write drops its keys (:meth:`TileCache.drop`); the next merge
+  reads them again, with their guard fields, so a retried batch is never applied twice.
+- Tiles below a cutoff are batch's (``materialize`` rewrites them): a reader of the cache
+  (the tile-close statistics) uses entries only for tiles at or above the cutoff, and the
+  runner clears the cache when a cutoff moves (``braid handoff``).
+- The writer prunes from what the cache holds (tiles older than the key's newest of the hop
+  minus the prune span, DESIGN §4.6) and drops them from the cache in the same step.
+
+Bounded: at most ``max_keys`` keys, least recently used evicted first (an evicted key is
+read again when next merged).
+
+Example:
+    >>> cache = TileCache()
+    >>> store.merge_tiles(plan, hop, deltas, guard=guard, cache=cache)
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from braid.online.encoding import FIELD_PREFIX, TileCodec
+from braid.online.tilemerge import merge_tile_values
+
+#: The guard fields' prefix (``SeqGuard.field``).
+GUARD_PREFIX = "_seq:"
+
+
+@dataclass
+class CachedKey:
+    """One key's tiles (hop -> tile_start -> value) and guard fields (-> seq).
+
+    ``expire_after`` is the ``time.monotonic()`` second after which this writer refreshes
+    the key's expiry (0: never set by this process, so the next write sets it)."""
+
+    hops: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    seqs: dict[str, int] = field(default_factory=dict)
+    expire_after: float = 0.0
+
+    def tile(self, hop: int, start: int) -> bytes | None:
+        """The stored value of one tile, or None (no such tile)."""
+        tiles = self.hops.get(hop)
+        return None if tiles is None else tiles.get(start)
+
+    def tiles(self, hop: int) -> dict[int, bytes]:
+        """The hop's tiles (created empty), to read and update in place."""
+        tiles = self.hops.get(hop)
+        if tiles is None:
+            tiles = self.hops[hop] = {}
+        return tiles
+
+    def dead(self, hop: int, newest: int, span: int) -> list[int]:
+        """Starts the store's pruning removes once a tile at ``newest`` is written: those
+        older than the hop's newest tile (stored or ``newest``) minus ``span``."""
+        tiles = self.hops.get(hop)
+        if not tiles:
+            return []
+        low = max(newest, max(tiles)) - span
+        return [s for s in tiles if s < low]
+
+
+class TileCache:
+    """Stored tiles of the keys one writer merges, per namespace and key (see the module).
+
+    Args:
+        max_keys: keys kept at most; the least recently merged are evicted.
+    """
+
+    def __init__(self, max_keys: int = 500_000) -> None:
+        if max_keys < 1:
+            raise ValueError("a tile cache needs max_keys >= 1")
+        self.max_keys = max_keys
+        self._keys: OrderedDict[tuple[str, str], CachedKey] = OrderedDict()
+        self.hits = 0
+        self.loads = 0
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def entries(self, namespace: str, keys: Iterable[str]
+                ) -> tuple[dict[str, CachedKey], list[str]]:
+        """The entries of ``keys`` the cache holds (marked as recently used, and kept by the
+        caller even if a later load evicts them), and the keys it lacks (to be read whole
+        and :meth:`load`-ed)."""
+        found: dict[str, CachedKey] = {}
+        missing: list[str] = []
+        have = self._keys
+        for k in keys:
+            entry = have.get((namespace, k))
+            if entry is None:
+                missing.append(k)
+            else:
+                have.move_to_end((namespace, k))
+                found[k] = entry
+        self.hits += len(found)
+        return found, missing
+
+    def load(self, namespace: str, key: str, stored: Mapping[str, bytes]) -> CachedKey:
+        """Remember a key from its whole stored hash (projection fields are left out)."""
+        entry = CachedKey()
+        for f, v in stored.items():
+            if f.startswith(GUARD_PREFIX):
+                entry.seqs[f] = int(v)
+            elif not f.startswith(FIELD_PREFIX) and not f.startswith("_"):
+                hop, _, start = f.partition(":")
+                entry.tiles(int(hop))[int(start)] = bytes(v)
+        self._put((namespace, key), entry)
+        self.loads += 1
+        return entry
+
+    def peek(self, namespace: str, key: str) -> CachedKey | None:
+        """A key's entry without marking it used (readers that are not merges)."""
+        return self._keys.get((namespace, key))
+
+    def drop(self, namespace: str, keys: Iterable[str]) -> None:
+        """Forget keys (their write failed, partly applied, or met another writer)."""
+        for k in keys:
+            self._keys.pop((namespace, k), None)
+
+    def clear(self) -> None:
+        """Forget everything (a cutoff moved, or a batch failed)."""
+        self._keys.clear()
+
+    def _put(self, where: tuple[str, str], entry: CachedKey) -> None:
+        self._keys[where] = entry
+        self._keys.move_to_end(where)
+        while len(self._keys) > self.max_keys:
+            self._keys.popitem(last=False)
+
+
+#: A key's expiry is refreshed at most once an hour by one writer (as ``lua.expire`` does).
+EXPIRE_REFRESH_S = 3600.0
+
+
+@dataclass
+class CachedMerge:
+    """One hop's merge of deltas into cached tiles, computed before anything is written.
+
+    ``rows`` maps each applied key to its rows (guard-skipped keys are left out); per row
+    ``starts``, ``fields`` and the merged ``values``; per key the tile starts pruning drops
+    (``dead``) and whether its expiry is due (``expire``). :meth:`commit` records the
+    outcome in the cache once the store has written it."""
+
+    namespace: str
+    hop: int
+    guard: tuple[str, int] | None
+    entries: dict[str, CachedKey]
+    rows: dict[str, list[int]]
+    starts: list[int]
+    fields: list[str]
+    values: list[bytes]
+    dead: dict[str, list[int]]
+    expire: set[str]
+
+    def commit(self, cache: TileCache, expiry_s: float | None) -> None:
+        """Apply the written merge to the cache entries."""
+        now = time.monotonic()
+        for key, idx in self.rows.items():
+            entry = self.entries[key]
+            tiles = entry.tiles(self.hop)
+            for i in idx:
+                tiles[self.starts[i]] = self.values[i]
+            for s in self.dead.get(key, ()):
+                tiles.pop(s, None)
+            if self.guard is not None:
+                entry.seqs[self.guard[0]] = self.guard[1]
+            if key in self.expire and expiry_s is not None:
+                entry.expire_after = now + min(EXPIRE_REFRESH_S, expiry_s)
+
+
+def cached_merge(cache: TileCache, namespace: str, codec: TileCodec, deltas: pa.Table,
+                 keys: list[str], starts: list[int], guard: tuple[str, int] | None,
+                 span: int, read: Callable[[list[str]], Sequence[Mapping[str, bytes]]]
+                 ) -> CachedMerge:
+    """The merge of ``deltas`` (one row per distinct (key, tile_start)) into the cached
+    tiles; keys the cache lacks are read whole with ``read`` first. Nothing is changed in
+    the cache but the loaded keys (see :meth:`CachedMerge.commit`)."""
+    hop = codec.hop
+    rows: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        rows.setdefault(key, []).append(i)
+    entries, missing = cache.entries(namespace, rows)
+    if missing:
+        for key, stored in zip(missing, read(missing), strict=True):
+            entries[key] = cache.load(namespace, key, stored)
+    if guard is not None:
+        done = [k for k in rows if entries[k].seqs.get(guard[0], -1) >= guard[1]]
+        if done:  # applied before a crash: the replay skips them (DESIGN §7)
+            for k in done:
+                del rows[k]
+            take = [i for idx in rows.values() for i in idx]
+            deltas = deltas.take(pa.array(take, pa.int64()))
+            keys, starts = [keys[i] for i in take], [starts[i] for i in take]
+            rows = {}
+            for i, key in enumerate(keys):
+                rows.setdefault(key, []).append(i)
+    old: list[bytes | None] = [None] * len(keys)
+    dead: dict[str, list[int]] = {}
+    expire: set[str] = set()
+    now = time.monotonic()
+    for key, idx in rows.items():
+        entry = entries[key]
+        tiles = entry.hops.get(hop) or {}
+        grew = False
+        for i in idx:
+            v = tiles.get(starts[i])
+            old[i] = v
+            grew = grew or v is None
+        if grew:  # only a new tile moves the key's newest tile, and with it the pruning
+            gone = entry.dead(hop, max(starts[i] for i in idx), span)
+            if gone:
+                dead[key] = gone
+        if entry.expire_after <= now:
+            expire.add(key)
+    values = merge_tile_values(codec, old, deltas) if rows else []
+    return CachedMerge(namespace, hop, guard, entries, rows, starts,
+                       [f"{hop}:{s}" for s in starts], values, dead, expire)
