@@ -450,3 +450,15 @@ for _, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+
+#: KEYS: hashes. Returns one flat array: per key its field count, then its fields and values
+#: (``HGETALL`` of many keys in one reply: the client parses one array, not one per key).
+READ_HASHES = r"""
+local out = {}
+for _, key in ipairs(KEYS) do
+  local got = redis.call('HGETALL', key)
+  out[#out + 1] = #got
+  for j = 1, #got do out[#out + 1] = got[j] end
+end
+return out
+"""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -186,3 +186,66 @@ def _connection(pool: Any) -> Any:
         return pool.get_connection()
     except TypeError:  # redis-py before 5.3 wants a command name
         return pool.get_connection("EVALSHA")
+
+
+class Deferred:
+    """Writes sent at once whose replies are read at the end of a batch (one server only):
+    the server runs them while the client computes the next ones.
+
+    Each :meth:`send` gets a ``done`` callback with its replies in order; :meth:`finish`
+    reads every reply, sends again (synchronously) what met NOSCRIPT, then calls the
+    callbacks. A failure anywhere disconnects the held connection, since replies may be
+    pending on it."""
+
+    def __init__(self, nodes: RedisNodes) -> None:
+        self.nodes = nodes
+        self._conn: Any = None
+        self._sent: list[tuple[list[Command], Script | None, Callable[[list[Any]], None]]] = []
+
+    def send(self, commands: list[Command], script: Script | None,
+             done: Callable[[list[Any]], None]) -> None:
+        if not commands:
+            done([])
+            return
+        if self._conn is None:
+            self._conn = _connection(self.nodes.client.connection_pool)
+        try:
+            self._conn.send_packed_command([b"".join(p for c in commands for p in c[1])])
+        except BaseException:
+            self.abort()
+            raise
+        self._sent.append((commands, script, done))
+
+    def finish(self) -> None:
+        conn, sent = self._conn, self._sent
+        self._conn, self._sent = None, []
+        if conn is None:
+            return
+        got: list[list[Any]] = []
+        try:
+            for commands, _, _ in sent:
+                replies = []
+                for c in commands:
+                    rs = [self.nodes._reply(conn) for _ in range(c[2])]
+                    replies.append(rs[0] if len(rs) == 1 else rs)
+                got.append(replies)
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            self.nodes.client.connection_pool.release(conn)
+        noscript = self.nodes.errors.NoScriptError
+        for (commands, script, done), replies in zip(sent, got, strict=True):
+            redo = [i for i, r in enumerate(replies) if isinstance(r, noscript)]
+            if redo:  # refused unapplied: load the script and send those again
+                again = self.nodes.execute([[commands[i] for i in redo]], script)
+                for i, r in zip(redo, again, strict=True):
+                    replies[i] = r
+            done(replies)
+
+    def abort(self) -> None:
+        """Drop the held connection without reading (the batch failed)."""
+        if self._conn is not None:
+            self._conn.disconnect()
+            self.nodes.client.connection_pool.release(self._conn)
+        self._conn, self._sent = None, []

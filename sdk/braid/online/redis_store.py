@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -39,6 +40,7 @@ from braid.online.lua import (
     MERGE_WRITE,
     PRUNE_TILES,
     READ_FIELDS,
+    READ_HASHES,
     WRITE_ROWS,
     WRITE_STATES,
     WRITE_TILES_MONOTONIC,
@@ -50,7 +52,7 @@ from braid.online.redis_bulk import (
     state_calls,
     tile_commands,
 )
-from braid.online.redis_nodes import Command, RedisNodes, Script
+from braid.online.redis_nodes import Command, Deferred, RedisNodes, Script
 from braid.online.resp import pack
 from braid.online.tilecache import TileCache, cached_merge
 from braid.online.tilemerge import merge_tile_values
@@ -93,7 +95,31 @@ class RedisOnlineStore(OnlineStore):
         self._read = Script(READ_FIELDS)
         self._monotonic = Script(WRITE_TILES_MONOTONIC)
         self._states = Script(WRITE_STATES)
+        self._hashes = Script(READ_HASHES)
+        self._deferred: Deferred | None = None  # inside batch(): replies read at its end
         self._new_tiles = NewTiles()  # where a merge runs (merge_tiles)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Cached tile merges (:meth:`merge_tiles` with a cache) made inside are sent at once
+        and their replies read at the end, so the server applies them while the caller
+        computes the next; the cache learns of them only then. On one server only (a
+        cluster's writes go out per node as made)."""
+        if self._deferred is not None or self.nodes.cluster:
+            yield
+            return
+        self._deferred = deferred = Deferred(self.nodes)
+        try:
+            yield
+        except BaseException:
+            deferred.abort()
+            raise
+        finally:
+            self._deferred = None
+        try:
+            deferred.finish()
+        except self.nodes.failures as e:
+            raise StoreError(f"redis write failed on {self.url}: {e}") from e
 
     # ------------------------------------------------------------------ writes
 
@@ -208,8 +234,16 @@ class RedisOnlineStore(OnlineStore):
         exp = expiry_ms(plan)
         head = [guard.field if guard else "", str(guard.seq) if guard else "",
                 "" if exp is None else str(exp)]
-        self._total(self._states, [state_calls(self.nodes, self._states.sha, m, head)])
-        m.commit(cache, None if exp is None else exp / 1000)
+        commands = state_calls(self.nodes, self._states.sha, m, head)
+
+        def done(replies: list[Any]) -> None:
+            self._check(replies, "write")
+            m.commit(cache, None if exp is None else exp / 1000)
+
+        if self._deferred is not None:
+            self._deferred.send(commands, self._states, done)
+        else:
+            done(self._execute([commands], self._states, "write"))
         return len(m.rows)
 
     def _merge_known(self, plan: ViewPlan, hop: int, codec: TileCodec, table: pa.Table,
@@ -353,6 +387,10 @@ class RedisOnlineStore(OnlineStore):
             replies = self.nodes.execute(batches, script)
         except self.nodes.failures as e:
             raise StoreError(f"redis {what} failed on {self.url}: {e}") from e
+        return self._check(replies, what)
+
+    def _check(self, replies: list[Any], what: str) -> list[Any]:
+        """``replies``, unless one is an error: then that error as a typed exception."""
         for r in (x for reply in replies for x in (reply if isinstance(reply, list) else [reply])):
             if isinstance(r, self._errors.ResponseError):
                 if "braid overflow" in str(r):
@@ -384,11 +422,19 @@ class RedisOnlineStore(OnlineStore):
         return {k.decode(): v for k, v in raw.items()}
 
     def read_hashes(self, keys: Sequence[str]) -> list[dict[str, bytes]]:
-        slots = self.nodes.slots(keys)
-        replies = self._execute([[(int(slot), [pack(["HGETALL", key])], 1)
-                                  for slot, key in zip(slots, keys, strict=True)]],
-                                None, "read")
-        return [{r[i].decode(): r[i + 1] for i in range(0, len(r), 2)} for r in replies]
+        if not keys:
+            return []
+        calls: list[Call] = [(slot, [k for k, _ in part], [])
+                             for slot, part in self._by_slot([(k, None) for k in keys])]
+        out: dict[str, dict[str, bytes]] = {}
+        for (_, part, _), flat in zip(calls, self._call(self._hashes, calls, "read"),
+                                      strict=True):
+            at = 0
+            for key in part:
+                n = int(flat[at])
+                out[key] = {flat[i].decode(): flat[i + 1] for i in range(at + 1, at + 1 + n, 2)}
+                at += 1 + n
+        return [out[k] for k in keys]
 
     def close(self) -> None:
         self.nodes.close()

@@ -177,6 +177,11 @@ class CachedMerge:
         now = time.monotonic()
         for key, idx in self.rows.items():
             entry = self.entries[key]
+            if cache.peek(self.namespace, key) is not entry:
+                # evicted and read again while this write was in flight: that read may
+                # have missed it, so forget the key (the next merge reads it again)
+                cache.drop(self.namespace, [key])
+                continue
             tiles = entry.tiles(self.hop)
             for i in idx:
                 tiles[self.starts[i]] = self.values[i]
