@@ -135,26 +135,31 @@ def _stored_tiles(online: OnlineStore, codec: TileCodec, closes: pa.Table, wides
                   cutoff: int | None = None) -> pa.Table:
     """The stored tiles of every close's window: ``__key``, ``tile_start``, partials."""
     hop = codec.hop
-    wanted: dict[str, set[int]] = {}
+    # per key the span of its closes' windows: tiles outside a close's window are left out
+    # by the close query's range join, so one span per key serves all of its closes
+    span: dict[str, tuple[int, int]] = {}
     for key, s in zip(closes.column(KEY).to_pylist(), closes.column(TILE_START).to_pylist(),
                       strict=True):
-        wanted.setdefault(key, set()).update(range(s - widest + hop, s + hop, hop))
+        lo, hi = span.get(key, (s, s))
+        span[key] = (min(lo, s), max(hi, s))
     keys: list[str] = []
     starts: list[int] = []
     raws: list[bytes | None] = []
     unknown: dict[str, list[int]] = {}
-    for key, want in wanted.items():
+    for key, (first, last) in span.items():
+        low = first - widest + hop
         entry = cache[1].peek(cache[0], key) if cache is not None else None
-        ts = sorted(want)
         if entry is None or cutoff is None:
-            unknown[key] = ts
+            unknown[key] = list(range(low, last + hop, hop))
             continue
-        owned = [t for t in ts if t >= cutoff]  # batch's tiles may have changed: read them
-        if len(owned) < len(ts):
-            unknown[key] = [t for t in ts if t < cutoff]
-        keys += [key] * len(owned)
-        starts += owned
-        raws += [entry.tile(hop, t) for t in owned]
+        tiles = entry.hops.get(hop) or {}
+        if low < cutoff:  # batch's tiles may have changed since the cache read them
+            unknown[key] = list(range(low, min(cutoff, last + hop), hop))
+            tiles = {t: v for t, v in tiles.items() if t >= cutoff}
+        # cached tiles below the cutoff lie outside every window here (low >= cutoff)
+        keys += [key] * len(tiles)
+        starts += tiles
+        raws += tiles.values()
     listed = list(unknown)
     for lo in range(0, len(listed), FETCH_KEYS):
         chunk = listed[lo:lo + FETCH_KEYS]
