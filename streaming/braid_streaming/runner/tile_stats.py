@@ -86,6 +86,19 @@ def watermark(max_ts: Mapping[int, int], partitions: Sequence[int]) -> int | Non
     return min(max_ts[p] for p in partitions)
 
 
+def _by_tile(keys: list[str], starts: pa.Array) -> tuple[dict[int, set[str]], dict[str, int]]:
+    """The keys of each tile start, and each key's newest tile start (column-wise)."""
+    if not keys:
+        return {}, {}
+    t = pa.table({"k": pa.array(keys, pa.string()), "s": starts})
+    per = t.group_by("s").aggregate([("k", "distinct")])
+    fresh = {int(s): set(ks) for s, ks in zip(per.column("s").to_pylist(),
+                                              per.column("k_distinct").to_pylist(), strict=True)}
+    top = t.group_by("k").aggregate([("s", "max")])
+    newest = dict(zip(top.column("k").to_pylist(), top.column("s_max").to_pylist(), strict=True))
+    return fresh, newest
+
+
 class BatchCloser:
     """The tile-close step of one batch (called by ``apply_view`` before each hop's merges).
 
@@ -118,12 +131,8 @@ class BatchCloser:
         if not aggs or cutoff is None:
             return
         keys: list[str] = encode_keys(plan, table) if table.num_rows else []
-        starts: list[int] = tile_starts(plan, hop, table).to_pylist() if table.num_rows else []
-        fresh: dict[int, set[str]] = {}
-        newest: dict[str, int] = {}
-        for k, s in zip(keys, starts, strict=True):
-            fresh.setdefault(s, set()).add(k)
-            newest[k] = max(s, newest.get(k, s))
+        fresh, newest = _by_tile(keys, tile_starts(plan, hop, table) if table.num_rows
+                                 else pa.array([], pa.int64()))
         raw = self.meta.get(index_key(plan, hop))
         listed = {int(x) for x in json.loads(raw)} if raw else set()
         tiles = {s for s in listed | set(fresh) if s >= cutoff}
