@@ -133,6 +133,12 @@ def key_commands(nodes: RedisNodes, sha: str, keys: pa.Array, args: list[str]) -
 
 
 _E = {True: bulk_text("1"), False: bulk_text("0")}
+_NUMS = [bulk_text(str(i)) for i in range(1024)]
+
+
+def _num(i: int) -> bytes:
+    """A small count as a RESP bulk string (the common ones framed once)."""
+    return _NUMS[i] if i < 1024 else bulk_text(str(i))
 
 
 def state_calls(nodes: RedisNodes, sha: str, merge: CachedMerge,
@@ -151,12 +157,17 @@ def state_calls(nodes: RedisNodes, sha: str, merge: CachedMerge,
     hop = merge.hop
     blobs: list[bytes] = []
     widths: list[int] = []
+    rows, deads, expire = merge.rows, merge.dead, merge.expire
     for key in keys:
-        idx, dead = merge.rows[key], merge.dead.get(key, ())
-        blobs.append(b"".join([bulk_text(str(len(idx))), bulk_text(str(len(dead))),
-                               _E[key in merge.expire], *[pairs[i] for i in idx],
-                               *[bulk_text(f"{hop}:{s}") for s in dead]]))
-        widths.append(3 + 2 * len(idx) + len(dead))
+        idx = rows[key]
+        n, dead = len(idx), deads.get(key)
+        m = len(dead) if dead else 0
+        parts = [_num(n), _num(m), _E[key in expire]]
+        parts += [pairs[i] for i in idx]
+        if dead:
+            parts += [bulk_text(f"{hop}:{s}") for s in dead]
+        blobs.append(b"".join(parts))
+        widths.append(3 + 2 * n + m)
     head_bytes = b"".join(bulk_text(a) for a in head)
     return [(slot, [evalsha_head(sha, hi - lo, len(head) + sum(widths[lo:hi])),
                     *key_bulks[lo:hi], head_bytes, *blobs[lo:hi]], 1)

@@ -76,6 +76,8 @@ class CachedKey:
         if not tiles:
             return []
         low = max(newest, max(tiles)) - span
+        if min(tiles) >= low:
+            return []
         return [s for s in tiles if s < low]
 
 
