@@ -156,16 +156,17 @@ EXPIRE_REFRESH_S = 3600.0
 
 @dataclass
 class CachedMerge:
-    """One hop's merge of deltas into cached tiles, computed before anything is written.
+    """One hop's merge of deltas into cached tiles.
 
     ``rows`` maps each applied key to its rows (guard-skipped keys are left out); per row
     ``starts``, ``fields`` and the merged ``values``; per key the tile starts pruning drops
-    (``dead``) and whether its expiry is due (``expire``). :meth:`commit` records the
-    outcome in the cache once the store has written it."""
+    (``dead``) and whether its expiry is due (``expire``). The cache holds the merge as soon
+    as it is computed (so a second merge of a key in the same batch sees it, or is skipped
+    by the guard); a store whose write then fails drops the keys, and the runner clears the
+    cache on any failed batch. :meth:`commit` runs once the write is acknowledged."""
 
     namespace: str
     hop: int
-    guard: tuple[str, int] | None
     entries: dict[str, CachedKey]
     rows: dict[str, list[int]]
     starts: list[int]
@@ -175,23 +176,15 @@ class CachedMerge:
     expire: set[str]
 
     def commit(self, cache: TileCache, expiry_s: float | None) -> None:
-        """Apply the written merge to the cache entries."""
+        """The write was acknowledged: note the expiries it set."""
         now = time.monotonic()
-        for key, idx in self.rows.items():
+        for key in self.rows:
             entry = self.entries[key]
             if cache.peek(self.namespace, key) is not entry:
                 # evicted and read again while this write was in flight: that read may
                 # have missed it, so forget the key (the next merge reads it again)
                 cache.drop(self.namespace, [key])
-                continue
-            tiles = entry.tiles(self.hop)
-            for i in idx:
-                tiles[self.starts[i]] = self.values[i]
-            for s in self.dead.get(key, ()):
-                tiles.pop(s, None)
-            if self.guard is not None:
-                entry.seqs[self.guard[0]] = self.guard[1]
-            if key in self.expire and expiry_s is not None:
+            elif key in self.expire and expiry_s is not None:
                 entry.expire_after = now + min(EXPIRE_REFRESH_S, expiry_s)
 
 
@@ -240,5 +233,14 @@ def cached_merge(cache: TileCache, namespace: str, codec: TileCodec, deltas: pa.
         if entry.expire_after <= now:
             expire.add(key)
     values = merge_tile_values(codec, old, deltas) if rows else []
-    return CachedMerge(namespace, hop, guard, entries, rows, starts,
-                       [f"{hop}:{s}" for s in starts], values, dead, expire)
+    for key, idx in rows.items():  # computed without error: the cache holds it now
+        entry = entries[key]
+        tiles = entry.tiles(hop)
+        for i in idx:
+            tiles[starts[i]] = values[i]
+        for s in dead.get(key, ()):
+            del tiles[s]
+        if guard is not None:
+            entry.seqs[guard[0]] = guard[1]
+    return CachedMerge(namespace, hop, entries, rows, starts, [f"{hop}:{s}" for s in starts],
+                       values, dead, expire)
