@@ -45,9 +45,13 @@ stream_group = _stream_group()
               help="Count aggregated features' values at tile closes into the statistics "
               "snapshots (one instance only; without them, batch counts closes once braid "
               "handoff gives it the tiles).")
+@click.option("--cache-keys", default=500_000, show_default=True,
+              help="Keys whose stored tiles the runner remembers, so merges need not read "
+              "them back (one instance only; 0 turns the cache off).")
 @pass_ctx
 def stream_run(ctx: Context, views: str | None, once: bool, max_batch: int, max_wait_ms: int,
-               instance: int, instances: int, status_every: float, tile_stats: bool) -> None:
+               instance: int, instances: int, status_every: float, tile_stats: bool,
+               cache_keys: int) -> None:
     """Run the embedded runner: log -> validated events -> tiles and rows online, exactly once.
 
     SIGTERM or Ctrl-C finishes and commits the batch in flight, then exits.
@@ -57,7 +61,8 @@ def stream_run(ctx: Context, views: str | None, once: bool, max_batch: int, max_
 
     runner = ctx.store.stream_runner(
         _split(views), max_batch=max_batch, max_wait_ms=max_wait_ms, instance=instance,
-        instances=instances, tile_stats=tile_stats, say=say, status_every_s=status_every)
+        instances=instances, tile_stats=tile_stats, cache_keys=cache_keys, say=say,
+        status_every_s=status_every)
     with runner:
         total = runner.run(once=once)
     click.echo(f"processed {total:,} records")

@@ -10,7 +10,9 @@ partition (the batch *is* its ranges). Then:
    ``_seq:<runner>.<hop>`` and projection rows (last-write-wins);
 3. commit ``{seq, offsets, M(p)}`` and clear the intent in one write.
 
-Every step of 2 is idempotent, so a crash anywhere is repaired at start by rebuilding the
+With one instance, the runner keeps its keys' stored tiles in a
+:class:`~braid.online.tilecache.TileCache` (it is their only writer), so merges do not read
+them back; any failed batch and any moved cutoff clear it. Every step of 2 is idempotent, so a crash anywhere is repaired at start by rebuilding the
 intent's batch with ``Log.read_range`` and decoding it with the stored ``max_ts_before`` and
 ``ingest_time_ms`` (identical decisions), then applying it again: guarded keys are skipped.
 Transient store or broker errors retry the same batch with backoff.
@@ -73,16 +75,16 @@ class RunnerOptions:
     #: Count aggregated features' tile closes into the stream statistics (tile_stats.py).
     tile_stats: bool = True
     #: Keys whose stored tiles the runner remembers, so merges skip reading them back
-    #: (:mod:`braid.online.tilecache`; one instance only).
+    #: (:mod:`braid.online.tilecache`; one instance only; 0: no cache).
     cache_keys: int = 500_000
 
     def __post_init__(self) -> None:
         if not 0 <= self.instance < self.instances:
             raise RunnerError(f"--instance {self.instance} is outside 0..{self.instances - 1}")
         if (self.max_batch < 1 or self.max_wait_ms < 0 or self.chunk_keys < 1
-                or self.cache_keys < 1):
-            raise RunnerError("max_batch, chunk_keys and cache_keys must be >= 1, "
-                              "max_wait_ms >= 0")
+                or self.cache_keys < 0):
+            raise RunnerError("max_batch and chunk_keys must be >= 1, max_wait_ms and "
+                              "cache_keys >= 0")
 
 
 class SourceRunner:
@@ -113,7 +115,8 @@ class SourceRunner:
         self._owner_known = False
         # One instance writes every owned tile of its namespaces (DESIGN §6.4); several
         # share keys of views not keyed like the log, so only one may trust what it wrote.
-        self.cache = TileCache(options.cache_keys) if options.instances == 1 else None
+        self.cache = (TileCache(options.cache_keys)
+                      if options.instances == 1 and options.cache_keys else None)
         self._cache_cutoffs: dict[str, dict[int, int]] | None = None
 
     # ------------------------------------------------------------------ start
