@@ -88,10 +88,10 @@ def test_the_runner_leg_catches_a_store_that_loses_deltas(
     real = SqliteOnlineStore.merge_tiles
 
     def lossy(self: SqliteOnlineStore, plan: object, hop: int, table: pa.Table,
-              guard: object = None) -> int:
+              guard: object = None, cache: object = None) -> int:
         if table.num_rows > 1:
             table = table.slice(1)  # the first tile delta of every chunk goes missing
-        return real(self, plan, hop, table, guard)  # type: ignore[arg-type]
+        return real(self, plan, hop, table, guard, cache)  # type: ignore[arg-type]
 
     monkeypatch.setattr(SqliteOnlineStore, "merge_tiles", lossy)
     report = run_parity(["duckdb", "runner"], n_events=200, seed=3)
