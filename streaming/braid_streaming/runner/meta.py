@@ -132,8 +132,17 @@ class SqliteMeta(MetaStore):
         return {str(r[0]) for r in rows}
 
     def remove_members(self, key: str, members: Iterable[str]) -> None:
-        self._con().executemany("DELETE FROM braid_runner_sets WHERE key = ? AND member = ?",
-                                [(key, m) for m in members])
+        rows = [(key, m) for m in members]
+        if rows:  # one transaction: in autocommit mode every row would be a synced commit
+            con = self._con()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany("DELETE FROM braid_runner_sets WHERE key = ? AND member = ?",
+                                rows)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def drop_members(self, key: str) -> None:
         self._con().execute("DELETE FROM braid_runner_sets WHERE key = ?", (key,))
