@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -78,7 +79,7 @@ def _old_columns(codec: TileCodec, old: Sequence[bytes | None]) -> list[pa.Array
     n, out = len(old), []
     types = [t for p in codec.partials for t in p.field_types]
     for j, dtype in enumerate(types):
-        field = flat.take(pa.array(range(j, n * codec.width, codec.width), pa.int64()))
+        field = flat.take(pa.array(np.arange(j, n * codec.width, codec.width, dtype=np.int64)))
         out.append(_parse_column(field, dtype))
     return out
 
