@@ -61,17 +61,29 @@ local function put_some(key, ts, ct, mask, a, clear)  -- NULL values are absent 
   if clear and #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
 end
 
-local function wins(key, ts, ct, a)  -- whether the row wins; whether the key holds _ct
-  local cur = redis.call('HMGET', key, '_ts', '_ct')
-  if not cur[1] then return true, cur[2] ~= false end
-  local c = icmp(ts, cur[1])
-  if c == 0 then c = icmp(ct, cur[2] or MISSING) end
+-- Whether the row wins, and whether the key holds a _ct the write must clear. A row with a
+-- created time overwrites _ct anyway, so it reads only _ts (HGET, no reply table) and _ct
+-- only on a tie; a row without one reads both (HMGET).
+local function wins(key, ts, ct, a)
+  local ots, oct = false, false
+  if ct == MISSING then
+    local cur = redis.call('HMGET', key, '_ts', '_ct')
+    ots, oct = cur[1], cur[2]
+  else
+    ots = redis.call('HGET', key, '_ts')
+  end
+  if not ots then return true, oct ~= false end
+  local c = icmp(ts, ots)
+  if c == 0 then
+    if ct ~= MISSING then oct = redis.call('HGET', key, '_ct') end
+    c = icmp(ct, oct or MISSING)
+  end
   if c == 0 then
     local old, new = redis.call('HMGET', key, unpack(N)), {}
     for j = 1, np do old[j] = old[j] or ''; new[j] = ARGV[a + j] end
     c = bcmp(table.concat(new, '\31'), table.concat(old, '\31'))
   end
-  return c > 0, cur[2] ~= false
+  return c > 0, oct ~= false
 end
 
 local fresh = redis.call('EXISTS', unpack(KEYS)) == 0
