@@ -86,7 +86,13 @@ local function wins(key, ts, ct, a)
   return c > 0, oct ~= false
 end
 
-local fresh = redis.call('EXISTS', unpack(KEYS)) == 0
+local fresh = true
+for lo = 1, #KEYS, 500 do  -- one EXISTS per 500 keys (unpack has a stack limit)
+  if redis.call('EXISTS', unpack(KEYS, lo, math.min(#KEYS, lo + 499))) > 0 then
+    fresh = false
+    break
+  end
+end
 local seen, at, won = {}, 3 + np, 0
 for _, key in ipairs(KEYS) do
   local ts, ct, mask, a = ARGV[at], MISSING, '', at + off
