@@ -62,7 +62,10 @@ def compare_writes(store: RedisOnlineStore, plan: ViewPlan, rows: pa.Table, roun
 
     The raw side gets its fields pre-encoded (outside the timing) and writes keys of another
     prefix; braid's side re-writes the view's keys with ``_ts`` moved forward each round, so
-    every row wins its last-write-wins comparison and is written.
+    every row wins its last-write-wins comparison and is written. This is the comparing path
+    (the keys exist: ``HMGET`` + ``HSET`` + ``PTTL`` per row); a call whose keys are all
+    absent takes the cheaper fresh path (``HSET`` + ``PEXPIRE``), which the first
+    ``write_rows:`` line and ``--feast``'s materialize (each into an empty database) time.
     """
     n = rows.num_rows
     ids = rows.column("user_id").to_pylist()

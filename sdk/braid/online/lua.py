@@ -1,5 +1,8 @@
 """Lua scripts of the Redis online store (Redis 7 runs Lua 5.1: every number is a double).
 
+The projection-row writer, generated per number of projections, is in
+:mod:`braid.online.lua_rows`; it shares :data:`PRELUDE`.
+
 Traps handled here (DESIGN §5): ``tostring`` keeps 14 digits, so floats are written with the
 shortest of ``%.15g``/``%.16g``/``%.17g`` that parses back to the same double; a float
 returned to the client is truncated to an integer, so scripts return only integers; and
@@ -209,55 +212,6 @@ local function expire(key, ms)
   local left = redis.call('PTTL', key)
   if left < 0 or left < tonumber(ms) - REFRESH then redis.call('PEXPIRE', key, ms) end
 end
-"""
-
-#: KEYS: one hash per row (a key may repeat). ARGV: pexpire ms ('' = none), n, then per key:
-#: ts, ct, a NULL mask ('' = no NULL value, otherwise n characters, '1' = NULL) and n pairs
-#: (field name, value; '' for NULL). Fixed-width pairs let a row without NULLs be written
-#: with one ``unpack`` of its arguments. ``PEXPIRE`` only for rows that won: a losing row
-#: writes nothing, and the winner already set the expiry. Returns rows won.
-WRITE_ROWS = PRELUDE + r"""
-local pexp, np = ARGV[1], tonumber(ARGV[2])
-local at, won, width = 3, 0, 2 * np
-for _, key in ipairs(KEYS) do
-  local ts, ct, mask = ARGV[at], ARGV[at + 1], ARGV[at + 2]
-  local cur = redis.call('HMGET', key, '_ts', '_ct')
-  local win = true
-  if cur[1] then
-    local c = icmp(ts, cur[1])
-    if c == 0 then c = icmp(ct, cur[2] or MISSING) end
-    if c == 0 then
-      local names, new = {}, {}
-      for j = 1, np do names[j] = ARGV[at + 1 + 2 * j]; new[j] = ARGV[at + 2 + 2 * j] end
-      local old = redis.call('HMGET', key, unpack(names))
-      for j = 1, np do old[j] = old[j] or '' end
-      c = bcmp(table.concat(new, '\31'), table.concat(old, '\31'))
-    end
-    win = c > 0
-  end
-  if win then
-    if mask == '' and ct == MISSING then
-      redis.call('HSET', key, '_ts', ts, unpack(ARGV, at + 3, at + 2 + width))
-      if cur[2] then redis.call('HDEL', key, '_ct') end
-    elseif mask == '' then
-      redis.call('HSET', key, '_ts', ts, '_ct', ct, unpack(ARGV, at + 3, at + 2 + width))
-    else
-      local sets, dels = {'_ts', ts}, {}
-      if ct == MISSING then dels[1] = '_ct' else sets[3] = '_ct'; sets[4] = ct end
-      for j = 1, np do
-        local name = ARGV[at + 1 + 2 * j]
-        if mask:byte(j) == 49 then dels[#dels + 1] = name
-        else sets[#sets + 1] = name; sets[#sets + 1] = ARGV[at + 2 + 2 * j] end
-      end
-      redis.call('HSET', key, unpack(sets))
-      if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
-    end
-    expire(key, pexp)
-    won = won + 1
-  end
-  at = at + 3 + width
-end
-return won
 """
 
 #: KEYS: hashes whose tiles of one hop were just written (``write_tiles`` writes absolute

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from braid.algebra import MISSING_CREATED
 from braid.online.base import RowBatch, TileBatch
 from braid.online.encoding import expiry_ms
 from braid.online.redis_nodes import Command, RedisNodes
@@ -26,32 +27,33 @@ KEYS_PER_CALL = 1000
 _BIN = pa.large_binary()
 
 
-def _const(value: str) -> pa.Scalar:
-    return pa.scalar(bulk_text(value), _BIN)
-
-
 def _text(arr: pa.Array) -> pa.Array:
     return pc.cast(arr, pa.string())
 
 
 def row_commands(nodes: RedisNodes, sha: str, plan: ViewPlan, batch: RowBatch) -> list[Command]:
-    """``WRITE_ROWS`` calls for projection rows (argument layout in :mod:`braid.online.lua`)."""
+    """``WRITE_ROWS`` calls for projection rows (argument layout in
+    :mod:`braid.online.lua_rows`: the field names once per call, then per row ts, the
+    created time and a NULL mask when the batch has any, and the values)."""
     n = len(batch.key_array)
     exp = expiry_ms(plan)
-    head = bulk_text("" if exp is None else str(exp)) + bulk_text(str(len(batch.fields)))
-    parts: list[pa.Array | pa.Scalar] = [bulk(_text(batch.ts)), bulk(_text(batch.ct))]
-    nulls = [v.is_null() for v in batch.values]
+    parts: list[pa.Array | pa.Scalar] = [bulk(_text(batch.ts))]
+    shape = ""
+    if not pc.all(pc.equal(batch.ct, MISSING_CREATED)).as_py():
+        shape += "c"
+        parts.append(bulk(_text(batch.ct)))
     if any(v.null_count for v in batch.values):
+        shape += "m"
+        nulls = [v.is_null() for v in batch.values]
         flags = [pc.if_else(isnull, "1", "0") for isnull in nulls]
         mask = flags[0] if len(flags) == 1 else pc.binary_join_element_wise(*flags, "")
         some = nulls[0]
         for isnull in nulls[1:]:
             some = pc.or_(some, isnull)
         parts.append(bulk(pc.if_else(some, mask, "")))
-    else:
-        parts.append(_const(""))
-    for field, values in zip(batch.fields, batch.values, strict=True):
-        parts += [_const(field), bulk(pc.fill_null(values, ""))]
+    parts += [bulk(pc.fill_null(values, "")) for values in batch.values]
+    head = b"".join(bulk_text(a) for a in ["" if exp is None else str(exp), shape,
+                                           *batch.fields])
     rows, keys = join(*parts), batch.key_array
     slots = None
     if nodes.cluster:
@@ -59,8 +61,8 @@ def row_commands(nodes: RedisNodes, sha: str, plan: ViewPlan, batch: RowBatch) -
         order = np.argsort(slots, kind="stable")
         slots, rows, keys = slots[order], rows.take(order), keys.take(order)
     packed_rows, packed_keys = Packed(rows), Packed(bulk(keys))
-    width = 3 + 2 * len(batch.fields)
-    return [(slot, [evalsha_head(sha, hi - lo, 2 + width * (hi - lo)),
+    width, nhead = 1 + len(shape) + len(batch.fields), 2 + len(batch.fields)
+    return [(slot, [evalsha_head(sha, hi - lo, nhead + width * (hi - lo)),
                     packed_keys.span(lo, hi), head, packed_rows.span(lo, hi)], 1)
             for slot, lo, hi in nodes.chunks(slots, n, KEYS_PER_CALL)]
 

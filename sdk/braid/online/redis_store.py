@@ -41,10 +41,10 @@ from braid.online.lua import (
     PRUNE_TILES,
     READ_FIELDS,
     READ_HASHES,
-    WRITE_ROWS,
     WRITE_STATES,
     WRITE_TILES_MONOTONIC,
 )
+from braid.online.lua_rows import write_rows_script
 from braid.online.redis_bulk import (
     KEYS_PER_CALL,
     key_commands,
@@ -88,7 +88,7 @@ class RedisOnlineStore(OnlineStore):
         self.nodes = RedisNodes(url, **client_options)
         self.client = self.nodes.client
         self._errors = self.nodes.errors
-        self._rows = Script(WRITE_ROWS)
+        self._rows: dict[int, Script] = {}  # WRITE_ROWS per number of projections
         self._prune = Script(PRUNE_TILES)
         self._merge = Script(MERGE_TILES)
         self._merge_write = Script(MERGE_WRITE)
@@ -127,10 +127,15 @@ class RedisOnlineStore(OnlineStore):
         if table.num_rows == 0 or not plan.projections:
             return 0
 
-        def build(part: pa.Table) -> list[Command]:
-            return row_commands(self.nodes, self._rows.sha, plan, prepare_rows(plan, part))
+        n = len(plan.projections)
+        script = self._rows.get(n)
+        if script is None:
+            script = self._rows[n] = Script(write_rows_script(n))
 
-        return self._total(self._rows, _pack_ahead(self._slices(table, None), build))
+        def build(part: pa.Table) -> list[Command]:
+            return row_commands(self.nodes, script.sha, plan, prepare_rows(plan, part))
+
+        return self._total(script, _pack_ahead(self._slices(table, None), build))
 
     def write_tiles(self, plan: ViewPlan, hop: int, table: pa.Table) -> int:
         if table.num_rows == 0:
