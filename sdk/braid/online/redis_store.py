@@ -201,9 +201,11 @@ class RedisOnlineStore(OnlineStore):
         a call only if the fields still hold what was read; a call that meets a concurrent
         change is redone by the server-side ``MERGE_TILES`` merge.
 
-        With a ``cache`` (:mod:`braid.online.tilecache`) the stored values come from it and
-        only keys it lacks are read (whole, once); ``MERGE_WRITE`` still checks them on the
-        server. Without one, when most deltas are for tiles beyond any merged before (a
+        With a ``cache`` (:mod:`braid.online.tilecache`; the namespace's single tile writer
+        only) the stored values come from it and only keys it lacks are read (whole, once);
+        the merged states, the guard and the pruned fields of each key are written by
+        ``WRITE_STATES`` without comparing, and inside :meth:`batch` their replies are read
+        at its end. Without a cache, when most deltas are for tiles beyond any merged before (a
         backlog, a new hop), there is little to read: the server-side merge writes them in
         one call per batch of keys, without the read round trip. Every path gives the same
         values (the algebra's merge)."""

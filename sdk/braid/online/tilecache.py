@@ -10,10 +10,11 @@ given a cache takes the stored values from it, reading only keys it does not hol
 
 Trust rules (why the cache cannot corrupt the store):
 
-- The Redis store still verifies on the server that every merged field holds the value the
-  merge started from (``MERGE_WRITE``); a mismatch (another writer) drops the keys from the
-  cache and merges them on the server. SQLite merges inside one write transaction of the
-  runner, which is the namespace's only tile writer.
+- Only the namespace's single tile writer may pass a cache: the stores then write the
+  merged states as they are (Redis ``WRITE_STATES``, SQLite upserts in the runner's write
+  transaction) without comparing them with what is stored. The runner passes one only when
+  it runs as one instance (``--instances 1``): several instances share the keys of views
+  not keyed like the log, and they merge by reading, as before.
 - A failed or partly applied write drops its keys (:meth:`TileCache.drop`); the next merge
   reads them again, with their guard fields, so a retried batch is never applied twice.
 - Tiles below a cutoff are batch's (``materialize`` rewrites them): a reader of the cache
