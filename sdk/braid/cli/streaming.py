@@ -45,9 +45,10 @@ stream_group = _stream_group()
               help="Count aggregated features' values at tile closes into the statistics "
               "snapshots (one instance only; without them, batch counts closes once braid "
               "handoff gives it the tiles).")
-@click.option("--cache-keys", default=500_000, show_default=True,
+@click.option("--cache-keys", default=100_000, show_default=True,
               help="Keys whose stored tiles the runner remembers, so merges need not read "
-              "them back (one instance only; 0 turns the cache off).")
+              "them back (one instance only; about 150 bytes per cached tile; 0 turns the "
+              "cache off).")
 @pass_ctx
 def stream_run(ctx: Context, views: str | None, once: bool, max_batch: int, max_wait_ms: int,
                instance: int, instances: int, status_every: float, tile_stats: bool,

@@ -76,7 +76,7 @@ class RunnerOptions:
     tile_stats: bool = True
     #: Keys whose stored tiles the runner remembers, so merges skip reading them back
     #: (:mod:`braid.online.tilecache`; one instance only; 0: no cache).
-    cache_keys: int = 500_000
+    cache_keys: int = 100_000
 
     def __post_init__(self) -> None:
         if not 0 <= self.instance < self.instances:
