@@ -23,7 +23,7 @@ Everything stored online is plain text so any language can read it without braid
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -268,6 +268,17 @@ def expiry_ms(plan: ViewPlan) -> int | None:
     lateness = plan.source.allowed_lateness
     spans = [a.window + a.hop + lateness for a in plan.aggregations]
     return max([plan.ttl or 0, *spans]) + DAY
+
+
+#: A writer refreshes a key's expiry only when less than ``expiry - EXPIRE_REFRESH_MS`` is
+#: left (the Lua writers read ``PTTL``; the runner's tile cache remembers when it set it).
+EXPIRE_REFRESH_MS = 3_600_000
+
+
+def pruned(starts: Iterable[int], newest: int, span: int) -> list[int]:
+    """The tile starts pruning removes once the hop's newest tile is ``newest``: those older
+    than ``newest - span`` (DESIGN §4.6; the Lua ``prune`` is the server-side renderer)."""
+    return [s for s in starts if s < newest - span]
 
 
 def prune_span(plan: ViewPlan, hop: int) -> int:

@@ -21,6 +21,8 @@ may still serve. (A deliberate relaxation of "from the time of writing", for wri
 
 from __future__ import annotations
 
+from braid.online.encoding import EXPIRE_REFRESH_MS
+
 PRELUDE = r"""
 local MISSING = '-9223372036854775808'
 local INT_MAX = '9223372036854775807'
@@ -206,13 +208,13 @@ local function prune(key, hop, span)
   if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
 end
 
-local REFRESH = 3600000
+local REFRESH = __REFRESH__
 local function expire(key, ms)
   if ms == '' then return end
   local left = redis.call('PTTL', key)
   if left < 0 or left < tonumber(ms) - REFRESH then redis.call('PEXPIRE', key, ms) end
 end
-"""
+""".replace("__REFRESH__", str(EXPIRE_REFRESH_MS))
 
 #: KEYS: hashes whose tiles of one hop were just written (``write_tiles`` writes absolute
 #: states with plain ``HSET``). ARGV: hop, prune span. Returns the keys pruned.
@@ -392,9 +394,12 @@ for _, key in ipairs(KEYS) do
   local n, m, e = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), ARGV[at + 2]
   local lo = at + 3
   local hi = lo + 2 * n - 1
-  if gfield ~= '' then redis.call('HSET', key, gfield, seq) end
-  for a = lo, hi, 1000 do  -- unpack has a stack limit
-    redis.call('HSET', key, unpack(ARGV, a, math.min(hi, a + 999)))
+  for a = lo, hi, 1000 do  -- unpack has a stack limit; the guard rides on the first HSET
+    if a == lo and gfield ~= '' then
+      redis.call('HSET', key, gfield, seq, unpack(ARGV, a, math.min(hi, a + 999)))
+    else
+      redis.call('HSET', key, unpack(ARGV, a, math.min(hi, a + 999)))
+    end
   end
   for a = hi + 1, hi + m, 1000 do
     redis.call('HDEL', key, unpack(ARGV, a, math.min(hi + m, a + 999)))

@@ -151,7 +151,7 @@ class RedisNodes:
             for target, conn, order in conns.values():
                 missing = False
                 for i in order:
-                    replies = [self._reply(conn) for _ in range(commands[i][2])]
+                    replies = [self.read_reply(conn) for _ in range(commands[i][2])]
                     if any(isinstance(r, e.NoScriptError) for r in replies):
                         redo.append(i)
                         missing = True
@@ -171,7 +171,8 @@ class RedisNodes:
                 target.connection_pool.release(conn)
         return sorted(redo), moved
 
-    def _reply(self, conn: Any) -> Any:
+    def read_reply(self, conn: Any) -> Any:
+        """One reply from ``conn``; an error reply is returned, not raised."""
         try:
             return conn.read_response()
         except self.errors.ResponseError as err:  # the reply was read in full: go on
@@ -226,7 +227,7 @@ class Deferred:
             for commands, _, _ in sent:
                 replies = []
                 for c in commands:
-                    rs = [self.nodes._reply(conn) for _ in range(c[2])]
+                    rs = [self.nodes.read_reply(conn) for _ in range(c[2])]
                     replies.append(rs[0] if len(rs) == 1 else rs)
                 got.append(replies)
         except BaseException:

@@ -45,6 +45,7 @@ from braid.online.encoding import (
     encode_keys,
     expiry_ms,
     prune_span,
+    pruned,
 )
 from braid.online.tilecache import TileCache, cached_merge
 from braid.online.tilemerge import merge_tile_values
@@ -301,7 +302,7 @@ class SqliteOnlineStore(OnlineStore):
             return self._merge_tiles_each(plan, hop, table, guard)
         if cache is not None:
             try:
-                return self._merge_cached(plan, hop, codec, table, keys, fields, guard, cache)
+                return self._merge_cached(plan, hop, codec, table, keys, starts, guard, cache)
             except BaseException:
                 cache.drop(plan.namespace, keys)
                 raise
@@ -348,12 +349,11 @@ class SqliteOnlineStore(OnlineStore):
         return len(uniq)
 
     def _merge_cached(self, plan: ViewPlan, hop: int, codec: TileCodec, table: pa.Table,
-                      keys: list[str], fields: list[str], guard: SeqGuard | None,
+                      keys: list[str], starts: list[int], guard: SeqGuard | None,
                       cache: TileCache) -> int:
         """:meth:`merge_tiles` of the namespace's only tile writer, stored values from
         ``cache`` (keys it lacks are read whole first), in this store's write transaction;
         prunes from the cached tiles."""
-        starts = [int(f[f.index(":") + 1:]) for f in fields]
         with self._tx() as con:
             def read(missing: list[str]) -> list[Hash]:
                 return list(self._load(con, missing).values())
@@ -405,10 +405,9 @@ class SqliteOnlineStore(OnlineStore):
     def _prune(self, con: sqlite3.Connection, keys: list[str], hop: int, span: int) -> None:
         dead = []
         for key, h in self._load(con, keys, prefix=f"{hop}:").items():
-            starts = {f: int(f.split(":", 1)[1]) for f in h}
+            starts = [int(f.split(":", 1)[1]) for f in h]
             if starts:
-                newest = max(starts.values())
-                dead += [(key, f) for f, s in starts.items() if s < newest - span]
+                dead += [(key, f"{hop}:{s}") for s in pruned(starts, max(starts), span)]
         con.executemany("DELETE FROM braid_online WHERE key = ? AND field = ?", dead)
 
     def gc(self, now_ms: int | None = None) -> int:
@@ -443,14 +442,13 @@ def _pruned(stored: dict[str, Hash], keys: list[str], starts: list[int], prefix:
             span: int) -> list[tuple[str, str]]:
     """(key, field) of the tiles a merge leaves older than the key's newest tile - span:
     stored tiles of the hop plus the ones just written."""
-    newest: dict[str, int] = {}
-    tiles: list[tuple[str, int]] = list(zip(keys, starts, strict=True))
-    for key in newest.fromkeys(keys):
-        tiles += [(key, int(f[len(prefix):])) for f in stored[key] if f.startswith(prefix)]
-    for key, start in tiles:
-        if start > newest.get(key, start - 1):
-            newest[key] = start
-    return list({(k, f"{prefix}{s}") for k, s in tiles if s < newest[k] - span})
+    tiles: dict[str, set[int]] = {}
+    for key, start in zip(keys, starts, strict=True):
+        tiles.setdefault(key, set()).add(start)
+    for key, have in tiles.items():
+        have.update(int(f[len(prefix):]) for f in stored[key] if f.startswith(prefix))
+    return [(k, f"{prefix}{s}") for k, have in tiles.items()
+            for s in pruned(have, max(have), span)]
 
 
 def _marks(items: Sequence[object]) -> str:

@@ -24,8 +24,9 @@ Trust rules (why the cache cannot corrupt the store):
   minus the prune span, DESIGN §4.6) and drops them from the cache in the same step.
 
 Bounded: at most ``max_keys`` keys, least recently used evicted first (an evicted key is
-read again when next merged). Memory is about 100-150 bytes per cached tile (95 measured for 60-byte states): a key of a view
-with a 1-day window on 1-hour tiles and a 1-hour window on 10-minute tiles holds about 35.
+read again when next merged). Memory is about 100-150 bytes per cached tile (95 measured
+for 60-byte states); a key of a view with a 1-day window on 1-hour tiles and a 1-hour window
+on 10-minute tiles holds about 35 tiles.
 
 Example:
     >>> cache = TileCache()
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from braid.online.encoding import FIELD_PREFIX, TileCodec
+from braid.online.encoding import EXPIRE_REFRESH_MS, FIELD_PREFIX, TileCodec, pruned
 from braid.online.tilemerge import merge_tile_values
 
 #: The guard fields' prefix (``SeqGuard.field``).
@@ -59,11 +60,6 @@ class CachedKey:
     seqs: dict[str, int] = field(default_factory=dict)
     expire_after: float = 0.0
 
-    def tile(self, hop: int, start: int) -> bytes | None:
-        """The stored value of one tile, or None (no such tile)."""
-        tiles = self.hops.get(hop)
-        return None if tiles is None else tiles.get(start)
-
     def tiles(self, hop: int) -> dict[int, bytes]:
         """The hop's tiles (created empty), to read and update in place."""
         tiles = self.hops.get(hop)
@@ -77,10 +73,10 @@ class CachedKey:
         tiles = self.hops.get(hop)
         if not tiles:
             return []
-        low = max(newest, max(tiles)) - span
-        if min(tiles) >= low:
+        newest = max(newest, max(tiles))
+        if min(tiles) >= newest - span:  # the usual case, without a pass in Python
             return []
-        return [s for s in tiles if s < low]
+        return pruned(tiles, newest, span)
 
 
 class TileCache:
@@ -152,10 +148,6 @@ class TileCache:
             self._keys.popitem(last=False)
 
 
-#: A key's expiry is refreshed at most once an hour by one writer (as ``lua.expire`` does).
-EXPIRE_REFRESH_S = 3600.0
-
-
 @dataclass
 class CachedMerge:
     """One hop's merge of deltas into cached tiles.
@@ -187,7 +179,7 @@ class CachedMerge:
                 # have missed it, so forget the key (the next merge reads it again)
                 cache.drop(self.namespace, [key])
             elif key in self.expire and expiry_s is not None:
-                entry.expire_after = now + min(EXPIRE_REFRESH_S, expiry_s)
+                entry.expire_after = now + min(EXPIRE_REFRESH_MS / 1000, expiry_s)
 
 
 def cached_merge(cache: TileCache, namespace: str, codec: TileCodec, deltas: pa.Table,
@@ -195,8 +187,8 @@ def cached_merge(cache: TileCache, namespace: str, codec: TileCodec, deltas: pa.
                  span: int, read: Callable[[list[str]], Sequence[Mapping[str, bytes]]]
                  ) -> CachedMerge:
     """The merge of ``deltas`` (one row per distinct (key, tile_start)) into the cached
-    tiles; keys the cache lacks are read whole with ``read`` first. Nothing is changed in
-    the cache but the loaded keys (see :meth:`CachedMerge.commit`)."""
+    tiles; keys the cache lacks are read whole with ``read`` first. The cache holds the
+    merged states, pruning and guard once they are computed (see :class:`CachedMerge`)."""
     hop = codec.hop
     rows: dict[str, list[int]] = {}
     for i, key in enumerate(keys):

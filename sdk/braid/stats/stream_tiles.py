@@ -101,8 +101,8 @@ def close_values(con: duckdb.DuckDBPyConnection, online: OnlineStore, plan: View
         ``{aggregation name: (tile start per close, value per close)}``.
     """
     codec = TileCodec(plan, hop)
-    stored = _stored_tiles(online, codec, closes, max(a.window for a in aggs),
-                           (plan.namespace, cache) if cache is not None else None, cutoff)
+    stored = _stored_tiles(online, codec, closes, max(a.window for a in aggs), plan.namespace,
+                           cache if cutoff is not None else None, cutoff)
     names = stored.column_names
     parts = [stored]
     if deltas is not None and deltas.num_rows:
@@ -131,7 +131,7 @@ def close_values(con: duckdb.DuckDBPyConnection, online: OnlineStore, plan: View
 
 
 def _stored_tiles(online: OnlineStore, codec: TileCodec, closes: pa.Table, widest: int,
-                  cache: tuple[str, TileCache] | None = None,
+                  namespace: str, cache: TileCache | None = None,
                   cutoff: int | None = None) -> pa.Table:
     """The stored tiles of every close's window: ``__key``, ``tile_start``, partials."""
     hop = codec.hop
@@ -148,7 +148,7 @@ def _stored_tiles(online: OnlineStore, codec: TileCodec, closes: pa.Table, wides
     unknown: dict[str, list[int]] = {}
     for key, (first, last) in span.items():
         low = first - widest + hop
-        entry = cache[1].peek(cache[0], key) if cache is not None else None
+        entry = cache.peek(namespace, key) if cache is not None else None
         if entry is None or cutoff is None:
             unknown[key] = list(range(low, last + hop, hop))
             continue

@@ -255,9 +255,7 @@ class SourceRunner:
             try:
                 self._apply(intent, result)
                 break
-            except (StoreError, LogUnavailableError) as e:
-                if self.cache is not None:  # what the failed try applied is unknown
-                    self.cache.clear()
+            except (StoreError, LogUnavailableError) as e:  # _apply cleared the cache
                 attempt += 1
                 self.metrics.retries += 1
                 wait = min(self.options.retry_cap_s, 0.05 * 2 ** min(attempt, 10))
@@ -274,7 +272,7 @@ class SourceRunner:
         try:
             self._apply_batch(intent, result)
         except BaseException:
-            if self.cache is not None:
+            if self.cache is not None:  # what the failed try applied is unknown
                 self.cache.clear()
             raise
 
