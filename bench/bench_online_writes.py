@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from braid.online.encoding import TileCodec
+from braid.online.encoding import TileCodec, expiry_ms
 from braid.online.redis_store import RedisOnlineStore
 from braid.plan import ViewPlan
 
@@ -125,7 +125,9 @@ def compare_tile_writes(store: RedisOnlineStore, plan: ViewPlan, tables: dict[in
                         rounds: int) -> None:
     """Materialize's tile write (``write_tiles``, every hop) against a raw pipelined HSET of
     the same tile fields and values, pre-encoded outside the timing: one HSET per (key, hop)
-    holding that hop's tiles, 1000 per pipeline."""
+    holding that hop's tiles, 1000 per pipeline; and against the same HSETs each followed by
+    the key's ``PEXPIRE``, which braid sends too (DESIGN §4.6: every key gets a
+    garbage-collection expiry; a bare HSET leaves that work out)."""
     client = store.client
     raw_cmds: list[tuple[str, dict[str, str]]] = []
     for r, (hop, table) in enumerate(tables.items()):
@@ -137,22 +139,28 @@ def compare_tile_writes(store: RedisOnlineStore, plan: ViewPlan, tables: dict[in
             per_key.setdefault(f"rawtiles{r}:{{{uid}}}", {})[f"{hop}:{start}"] = value
         raw_cmds += per_key.items()
     total = sum(t.num_rows for t in tables.values())
-    raw_m, braid_m = Meter(client), Meter(client)
+    raw_m, braid_m, exp_m = Meter(client), Meter(client), Meter(client)
+    exp = expiry_ms(plan)
 
-    def raw() -> None:
+    def raw(expire: int | None = None) -> None:
         for lo in range(0, len(raw_cmds), 1000):
             pipe = client.pipeline(transaction=False)
             for key, mapping in raw_cmds[lo:lo + 1000]:
                 pipe.hset(key, mapping=mapping)
+                if expire is not None:
+                    pipe.pexpire(key, expire)
             pipe.execute()
 
     def braid() -> None:
         for hop, table in tables.items():
             store.write_tiles(plan, hop, table)
 
+    sides = [(raw_m, raw), (braid_m, braid), (exp_m, lambda: raw(exp))]
     for r in range(rounds):
-        for meter, fn in (((raw_m, raw), (braid_m, braid)) if r % 2 == 0
-                          else ((braid_m, braid), (raw_m, raw))):
+        for meter, fn in sides[r % 3:] + sides[:r % 3]:
             meter(fn)
     report("tiles (write_tiles)", "tile", total, raw_m, braid_m, rounds)
+    er = exp_m.rate(total)
+    print(f"  raw HSET + PEXPIRE {er:,.0f} tiles/s   braid/this {braid_m.rate(total) / er:5.2f}x"
+          f"   cpu per tile: raw {exp_m.cpu_text(total, 'tile')}")
     client.delete(*{key for key, _ in raw_cmds})
