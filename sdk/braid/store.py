@@ -348,7 +348,8 @@ class FeatureStore:
         """The embedded runner of ``views`` (default: every online stream view).
 
         Options are those of ``RunnerOptions`` (max_batch, max_wait_ms, instance, instances,
-        chunk_keys, tile_stats, cache_keys) plus ``hook``, ``say`` and ``status_every_s``.
+        chunk_keys, tile_stats, cache_keys, fetch_process) plus ``hook``, ``say`` and
+        ``status_every_s``.
 
         Example:
             >>> with store.stream_runner() as runner:

@@ -49,10 +49,13 @@ stream_group = _stream_group()
               help="Keys whose stored tiles the runner remembers, so merges need not read "
               "them back (one instance only; about 150 bytes per cached tile; 0 turns the "
               "cache off).")
+@click.option("--fetch-process/--no-fetch-process", default=True, show_default=True,
+              help="With Kafka, read and decode the next batch in a child process while this "
+              "one is applied (uses a second core; the local log is always read in-process).")
 @pass_ctx
 def stream_run(ctx: Context, views: str | None, once: bool, max_batch: int, max_wait_ms: int,
                instance: int, instances: int, status_every: float, tile_stats: bool,
-               cache_keys: int) -> None:
+               cache_keys: int, fetch_process: bool) -> None:
     """Run the embedded runner: log -> validated events -> tiles and rows online, exactly once.
 
     SIGTERM or Ctrl-C finishes and commits the batch in flight, then exits.
@@ -62,8 +65,8 @@ def stream_run(ctx: Context, views: str | None, once: bool, max_batch: int, max_
 
     runner = ctx.store.stream_runner(
         _split(views), max_batch=max_batch, max_wait_ms=max_wait_ms, instance=instance,
-        instances=instances, tile_stats=tile_stats, cache_keys=cache_keys, say=say,
-        status_every_s=status_every)
+        instances=instances, tile_stats=tile_stats, cache_keys=cache_keys,
+        fetch_process=fetch_process, say=say, status_every_s=status_every)
     with runner:
         total = runner.run(once=once)
     click.echo(f"processed {total:,} records")

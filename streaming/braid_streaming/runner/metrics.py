@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 _LIVE: weakref.WeakSet[RunnerMetrics] = weakref.WeakSet()
@@ -54,7 +55,7 @@ class RunnerMetrics:
         self._window.append((now, events))
         self._window = [(t, n) for t, n in self._window if now - t <= 10.0]
 
-    def record_delays(self, now_ms: int, record_ts: list[int]) -> None:
+    def record_delays(self, now_ms: int, record_ts: Sequence[int]) -> None:
         """Keep commit time - record time of the last ~100k records (end-to-end delay; braid's
         producer sets the record time to the event time)."""
         self.delays_ms.extend(now_ms - ts for ts in record_ts)

@@ -57,7 +57,8 @@ class StreamRunner:
             log = open_log(store.config.kafka, root)
             self.sources.append(SourceRunner(
                 store.project, source, plans, log, store.online, store.registry, root,
-                source_key_fields(store.repo, name), self.options, hook, self.say))
+                source_key_fields(store.repo, name), self.options, hook, self.say,
+                kafka=store.config.kafka))
         self._started = False
 
     def start(self) -> None:

@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from operator import attrgetter
 from pathlib import Path
 
 import pyarrow as pa
@@ -46,8 +45,10 @@ from braid.stats.stream import apply_stream_delta, stats_delta
 from braid.timeutil import tile_start
 from braid_streaming.ingest import Decoder, IngestResult, dlq_topic
 from braid_streaming.log.base import Log, LogUnavailableError, Record
+from braid_streaming.log.local import LocalLog
 from braid_streaming.runner.apply import ChunkHook, apply_view
 from braid_streaming.runner.archive import archive_dir, write_archive
+from braid_streaming.runner.fetcher import Cut, Fetcher, FetcherError, FetchSpec, cut, ranges_of
 from braid_streaming.runner.meta import meta_for
 from braid_streaming.runner.metrics import RunnerMetrics
 from braid_streaming.runner.state import Intent, RunnerError, RunnerState
@@ -55,9 +56,6 @@ from braid_streaming.runner.tile_stats import BatchCloser, watermark
 
 #: The cutoff the runner gives a namespace nobody backfilled: the stream owns every tile.
 STREAM_OWNS_ALL = -(2**50)
-
-#: After the first records of a batch, how long a poll waits for more before the batch is cut.
-LINGER_S = 0.005
 
 Say = Callable[[str], None]
 
@@ -77,6 +75,8 @@ class RunnerOptions:
     #: Keys whose stored tiles the runner remembers, so merges skip reading them back
     #: (:mod:`braid.online.tilecache`; one instance only; 0: no cache).
     cache_keys: int = 100_000
+    #: Read and decode batches ahead in a child process (:mod:`.fetcher`; Kafka logs only).
+    fetch_process: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.instance < self.instances:
@@ -93,7 +93,7 @@ class SourceRunner:
     def __init__(self, project: str, source: object, plans: list[ViewPlan], log: Log,
                  online: OnlineStore, registry: Registry, root: Path, key_fields: list[str],
                  options: RunnerOptions, hook: ChunkHook | None = None,
-                 say: Say | None = None) -> None:
+                 say: Say | None = None, kafka: object | None = None) -> None:
         from braid.definitions.sources import StreamSource
 
         assert isinstance(source, StreamSource)
@@ -102,6 +102,7 @@ class SourceRunner:
         self.say: Say = say or (lambda _: None)
         self.meta = meta_for(online)
         self.decoder = Decoder(source, key_fields)
+        self.key_fields = list(key_fields)
         self.archive = archive_dir(source, root)
         names = ",".join(sorted(p.namespace for p in plans))
         self.group = hashlib.sha256(f"{source.name}|{names}".encode()).hexdigest()[:8]
@@ -118,6 +119,12 @@ class SourceRunner:
         self.cache = (TileCache(options.cache_keys)
                       if options.instances == 1 and options.cache_keys else None)
         self._cache_cutoffs: dict[str, dict[int, int]] | None = None
+        # the child that reads and decodes ahead (Kafka logs; started by start())
+        self._kafka = (kafka if options.fetch_process and not isinstance(log, LocalLog)
+                       else None)
+        self._root = root
+        self.fetcher = (Fetcher(self._kafka.client)  # type: ignore[attr-defined]
+                        if self._kafka is not None else None)  # starts the child
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
@@ -140,11 +147,22 @@ class SourceRunner:
             low = min(c for hc in cutoffs.values() for c in hc.values())
             at = self.log.offsets_for_times(topic, max(0, low - self.source.allowed_lateness))
             self.state.offsets.update({p: at[p] for p in missing})
-        self.log.assign(topic, self.partitions, {p: self.state.offsets[p]
-                                                 for p in self.partitions})
+        if self.fetcher is not None:
+            self._start_fetcher(self.fetcher)
+        else:
+            self.log.assign(topic, self.partitions, {p: self.state.offsets[p]
+                                                     for p in self.partitions})
         where = " ".join(f"p{p}@{self.state.offsets[p]}" for p in self.partitions)
         self.say(f"runner {self.runner_id}: {topic} [{where}] -> "
                  f"{', '.join(p.name for p in self.plans)}")
+
+    def _start_fetcher(self, fetcher: Fetcher) -> None:
+        opts = self.options
+        self.fetcher = fetcher
+        fetcher.begin(FetchSpec(
+            self._kafka, str(self._root), self.source, self.key_fields,
+            self.partitions, {p: self.state.offsets[p] for p in self.partitions},
+            dict(self.state.max_ts), opts.max_batch, opts.max_wait_ms))
 
     def _check_ownership(self, fresh: bool) -> None:
         """Refuse when another runner group owns a namespace, or state exists without offsets."""
@@ -202,54 +220,63 @@ class SourceRunner:
         self.say(f"runner {self.runner_id}: replaying batch {intent.seq} "
                  f"({len(records)} records) left by a crash")
         self.metrics.replays += 1
-        self._process(intent, records)
+        self._decode_and_process(intent, records)
 
     # ------------------------------------------------------------------ batches
     def step(self) -> int:
         """Cut, decode and apply one batch; returns how many records it held (0: idle)."""
-        records = self._cut()
+        if self.fetcher is not None:
+            return self._step_fetched(self.fetcher)
+        records = cut(self.log, self.options.max_batch, self.options.max_wait_ms,
+                      self._unavailable)
         if not records:
             return 0
-        # grouped by partition (as a replay reads them); poll keeps each partition's offset
-        # order and the sort is stable, so the offsets need no comparing
-        records.sort(key=attrgetter("partition"))
-        ranges: dict[int, tuple[int, int]] = {}
-        for r in records:
-            lo = ranges.get(r.partition, (self.state.offsets[r.partition], 0))[0]
-            ranges[r.partition] = (lo, r.offset + 1)
-        cutoffs = self._read_cutoffs()
-        intent = Intent(self.state.seq + 1, ranges, dict(self.state.max_ts),
-                        time.time_ns() // 1_000_000, cutoffs)
-        self._process(intent, records)
+        intent = Intent(self.state.seq + 1, ranges_of(records, self.state.offsets),
+                        dict(self.state.max_ts), time.time_ns() // 1_000_000,
+                        self._read_cutoffs())
+        self._decode_and_process(intent, records)
         return len(records)
 
-    def _cut(self) -> list[Record]:
-        """Take what the log has, up to ``max_batch`` records (DESIGN §7: bounded by size and
-        time). Waits up to ``max_wait_ms`` for the first records only; after that it keeps
-        taking while records keep arriving within ``LINGER_S`` and stops as soon as the log
-        has nothing more, so an idle log never holds a partial batch back (freshness) and a
-        backlog still fills whole batches (throughput)."""
-        out: list[Record] = []
-        deadline = time.monotonic() + self.options.max_wait_ms / 1000
-        while len(out) < self.options.max_batch:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                got = self.log.poll(self.options.max_batch - len(out),
-                                    timeout=min(left, LINGER_S) if out else left)
-            except LogUnavailableError as e:
-                self.metrics.retries += 1
-                self.say(f"runner {self.runner_id}: log unavailable, retrying: {e}")
-                time.sleep(min(left, 0.5))
-                continue
-            if not got and out:
-                break  # the log is drained: apply what is there now
-            out += got
-        return out
+    def _step_fetched(self, fetcher: Fetcher) -> int:
+        """One batch the child cut and decoded (it continues from this batch's end)."""
+        try:
+            got = fetcher.take(self.options.max_wait_ms / 1000 + 0.05,
+                               lambda why: self._unavailable(LogUnavailableError(why)))
+        except FetcherError as e:
+            if not isinstance(e.__cause__, (EOFError, OSError)):
+                raise
+            self.metrics.retries += 1  # it died (killed?): start another from our state
+            self.say(f"runner {self.runner_id}: {e}; starting it again")
+            fetcher.close()
+            self._start_fetcher(Fetcher(self._kafka.client))  # type: ignore[attr-defined]
+            return 0
+        if got is None:
+            return 0
+        self._check_cut(got)
+        intent = Intent(self.state.seq + 1, got.ranges, got.max_ts_before, got.ingest_time_ms,
+                        self._read_cutoffs())
+        self._process(intent, got.result, got.records, got.record_ts.tolist())
+        return got.records
 
-    def _process(self, intent: Intent, records: list[Record]) -> None:
+    def _check_cut(self, got: Cut) -> None:
+        """The child continues where the last commit ended (it reads sequentially)."""
+        starts = {p: lo for p, (lo, _) in got.ranges.items()}
+        if any(self.state.offsets[p] != lo for p, lo in starts.items()) or any(
+                self.state.max_ts.get(p) != m for p, m in got.max_ts_before.items()):
+            raise RunnerError(f"runner {self.runner_id}: the fetch process cut a batch at "
+                              f"{starts} but the runner committed {self.state.offsets}; "
+                              "restart the runner")
+
+    def _unavailable(self, e: LogUnavailableError) -> None:
+        self.metrics.retries += 1
+        self.say(f"runner {self.runner_id}: log unavailable, retrying: {e}")
+
+    def _decode_and_process(self, intent: Intent, records: list[Record]) -> None:
         result = self.decoder.decode(records, intent.max_ts_before, intent.ingest_time_ms)
+        self._process(intent, result, len(records), [r.timestamp_ms for r in records])
+
+    def _process(self, intent: Intent, result: IngestResult, n: int,
+                 record_ts: Sequence[int]) -> None:
         t0, attempt = time.perf_counter(), 0
         while True:
             try:
@@ -262,8 +289,8 @@ class SourceRunner:
                 self.say(f"runner {self.runner_id}: batch {intent.seq} failed ({e}); "
                          f"retry {attempt} in {wait:.2f}s")
                 time.sleep(wait)
-        self.metrics.record_batch(len(records), result.counts, time.perf_counter() - t0)
-        self.metrics.record_delays(time.time_ns() // 1_000_000, [r.timestamp_ms for r in records])
+        self.metrics.record_batch(n, result.counts, time.perf_counter() - t0)
+        self.metrics.record_delays(time.time_ns() // 1_000_000, record_ts)
 
     def _apply(self, intent: Intent, result: IngestResult) -> None:
         if self.cache is not None and intent.cutoffs != self._cache_cutoffs:
@@ -353,5 +380,7 @@ class SourceRunner:
         return all(self.state.offsets.get(p, 0) >= target.get(p, 0) for p in self.partitions)
 
     def close(self) -> None:
+        if self.fetcher is not None:
+            self.fetcher.close()
         self._con.close()
         self.log.close()

@@ -1,0 +1,122 @@
+"""The runner's fetch process (braid_streaming/runner/fetcher.py) on Kafka (Tansu) + Redis:
+it cuts and decodes exactly what in-process cutting does (same values, same dead letters), a
+killed fetch process is replaced without loss or double counting, and it never outlives its
+runner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from braid.store import FeatureStore
+from braid.timeutil import MINUTE
+from tests.integration.test_runner_kafka_redis import check, repo_on
+from tests.integration.test_runner_repo import (
+    bad_records,
+    base_time,
+    events,
+    late_event,
+    produce_bad,
+)
+from tests.kafka_fixtures import Broker
+
+pytest.importorskip("confluent_kafka")
+
+
+def _fetchers(pid: int) -> list[int]:
+    """The fetch processes among ``pid``'s children."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True, check=False).stdout
+    found = []
+    for child in (int(x) for x in out.split()):
+        try:
+            if b"runner.fetcher" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except FileNotFoundError:
+            pass  # exited meanwhile (the ps itself)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("fetch_process", [True, False])
+def test_fetch_process_decides_like_in_process(tmp_path: Path, redis_url: str, tansu: Broker,
+                                               fetch_process: bool) -> None:
+    root = repo_on(tmp_path, redis_url, tansu.bootstrap)
+    t0 = base_time()
+    evs = events(t0)
+    fs = FeatureStore(root)
+    fs.push("txns", evs)
+    fs.push("txns", [late_event(t0)])
+    produce_bad(fs, bad_records(t0))
+    with fs.stream_runner(max_batch=150, max_wait_ms=50,
+                          fetch_process=fetch_process) as runner:
+        source = runner.sources[0]
+        assert (source.fetcher is not None) == fetch_process
+        runner.run(once=True, install_signals=False)
+        assert source.metrics.dlq == {r: 1 for r in
+                                      ["late", *(r for _, r in bad_records(t0))]}
+        assert source.metrics.events == len(evs) + 1 + len(bad_records(t0))
+        assert source.metrics.batches > 1  # cut into several batches, each committed
+    check(FeatureStore(root), evs, t0 + 95 * MINUTE)
+
+
+def test_killed_fetch_process_is_replaced_without_loss(tmp_path: Path, redis_url: str,
+                                                       tansu: Broker) -> None:
+    root = repo_on(tmp_path, redis_url, tansu.bootstrap)
+    t0 = base_time()
+    evs = events(t0)
+    fs = FeatureStore(root)
+    fs.push("txns", evs)
+    killed: list[int] = []
+
+    def kill_fetcher(view: str, hop: int | None, chunk: int) -> None:
+        if not killed:  # after the first applied chunk: batches are cut ahead of it
+            fetchers = _fetchers(os.getpid())
+            assert len(fetchers) == 1
+            os.kill(fetchers[0], signal.SIGKILL)
+            killed.append(fetchers[0])
+
+    with fs.stream_runner(max_batch=100, max_wait_ms=50, hook=kill_fetcher) as runner:
+        runner.run(once=True, install_signals=False)
+        assert killed and runner.sources[0].metrics.retries >= 1
+        assert runner.sources[0].metrics.events == len(evs)
+    check(FeatureStore(root), evs, t0 + 95 * MINUTE)
+
+
+def test_fetch_process_exits_when_its_runner_is_killed(tmp_path: Path, redis_url: str,
+                                                        tansu: Broker) -> None:
+    root = repo_on(tmp_path, redis_url, tansu.bootstrap)
+    FeatureStore(root).push("txns", events(base_time()))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from braid.cli.main import main; main()", "--repo", str(root),
+         "stream", "run", "--max-wait-ms", "50"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        fetchers: list[int] = []
+        while not fetchers and time.monotonic() < deadline:
+            time.sleep(0.2)
+            fetchers = _fetchers(proc.pid)
+        assert fetchers, "the runner started no fetch process"
+        proc.kill()  # kill -9: no cleanup runs in the runner
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(fetchers[0]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(fetchers[0]), "the fetch process outlived its runner"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
