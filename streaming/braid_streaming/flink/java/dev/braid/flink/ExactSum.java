@@ -16,10 +16,11 @@ import org.apache.flink.types.Row;
  *
  * <p>The accumulator is a 128-bit integer, {@code carry * 2^64 + s}: an addition that leaves
  * the int64 range (the test of {@link Math#addExact}) moves one unit into {@code carry}. Only
- * the result is checked, so the outcome depends on the set of inputs, not on their arrival
- * order or on how Flink's local/global (mini-batch) aggregation splits them, and a tile
- * agrees with DuckDB's HUGEINT sum. A result outside int64 throws an ArithmeticException
- * whose message starts with "braid overflow:", which fails the job: a wrapped value is never
+ * the value Flink emits is checked, not each addition, so it depends on the set of events it
+ * covers, not on their arrival order or on how the local/global (mini-batch) aggregation
+ * splits them, and agrees with DuckDB's HUGEINT sum over the same events. A value outside
+ * int64 throws an ArithmeticException whose message starts with "braid overflow:" (the
+ * Flink runner raises it as OverflowError64), which fails the job: a wrapped value is never
  * written.
  *
  * <p>NULL inputs are ignored; with no non-null input the result is NULL (braid's canonical
