@@ -6,8 +6,12 @@ Flink itself parses and plans the output in tests/integration/test_flink_explain
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from braid.compile import algebra_sql as A
+from braid.compile.dialect import DUCKDB
 from braid.compile.flink import FlinkCompiler, FlinkJob, tiles_topic
 from braid.compile.flink_dialect import FLINK, ident, string
 from braid.compile.flink_source import Startup
@@ -82,8 +86,51 @@ def test_identifiers_and_strings_are_escaped_the_flink_way() -> None:
 
 
 def test_flink_dialect_flags_select_the_udafs() -> None:
-    assert not FLINK.struct_max and not FLINK.welford_var_pop
+    assert not FLINK.struct_max and not FLINK.welford_var_pop and not FLINK.exact_int_sum
     assert FLINK.latest_udaf == "braid_latest" and FLINK.welford_udaf == "braid_welford"
+    assert FLINK.int_sum_udaf == "braid_exact_sum"
+    assert DUCKDB.exact_int_sum and DUCKDB.int_sum_udaf is None
+
+
+def _sums_plan() -> ViewPlan:
+    user = Entity(name="user", join_keys={"user_id": "int64"})
+    src = StreamSource(name="transactions", topic="transactions", timestamp_field="ts",
+                       schema=dict(SCHEMA))
+    return lower(FeatureView(name="sums", entities=[user], source=src, aggregations=[
+        Aggregation(column="qty", function="sum", window="1h"),
+        Aggregation(column="amount", function="sum", window="1h"),
+        Aggregation(column="qty", function="mean", window="1h"),
+    ]), "fraud")
+
+
+def test_integer_sums_use_the_exact_sum_udaf_and_float_sums_the_builtin() -> None:
+    """DESIGN §4.3: Flink's SUM(BIGINT) wraps around on overflow; braid_exact_sum refuses it."""
+    plan = _sums_plan()
+    parts = {p.columns[0]: p for p in plan.partials}
+    assert parts["qty__sum__s"].input_type == DType.INT64
+    render = FLINK.render
+    assert [render(e) for e in A.build(parts["qty__sum__s"], FLINK)] == \
+        ["BRAID_EXACT_SUM(`qty`)"]
+    assert [render(e) for e in A.build(parts["amount__sum__s"], FLINK)] == \
+        ["CAST(SUM(`amount`) AS DOUBLE)"]
+    # a float sum of integers (mean) stays the built-in SUM; only its count is an integer
+    assert [render(e) for e in A.build(parts["qty__mean__s"], FLINK)] == \
+        ["SUM(CAST(`qty` AS DOUBLE))", "NULLIF(COUNT(`qty`), 0)"]
+    # integer fields merged in Flink go through the UDAF too (the mean's n, a sum's s)
+    assert [render(e) for e in A.merge(parts["qty__mean__s"], FLINK)] == \
+        ["CAST(SUM(`qty__mean__s`) AS DOUBLE)", "BRAID_EXACT_SUM(`qty__mean__n`)"]
+    # DuckDB keeps its built-in: SUM(BIGINT) is a HUGEINT, the cast refuses an overflow
+    assert [DUCKDB.render(e) for e in A.build(parts["qty__sum__s"], DUCKDB)] == \
+        ["CAST(SUM(\"qty\") AS BIGINT)"]
+
+    job = FlinkCompiler("fraud", [plan], "broker:9092").compile()
+    (tiles,) = job.inserts[1:]
+    assert "BRAID_EXACT_SUM(`qty`) AS `qty__sum__s`" in tiles
+    assert "CAST(SUM(`amount`) AS DOUBLE) AS `amount__sum__s`" in tiles
+    # the built-in SUMs left add doubles: the float column, and the mean's qty cast to DOUBLE
+    assert re.findall(r"(?<![A-Z_])SUM\((.*?) AS", tiles) == ["`amount`)", "CAST(`qty`"]
+    assert ("CREATE TEMPORARY FUNCTION IF NOT EXISTS `braid_exact_sum` AS "
+            "'dev.braid.flink.ExactSum' LANGUAGE JAVA") in job.functions
 
 
 @pytest.fixture

@@ -53,6 +53,14 @@ def _filtered(agg: exp.Expr, cond: exp.Expr | None) -> exp.Expr:
     return exp.Filter(this=agg, expression=exp.Where(this=cond))
 
 
+def int_sum(d: Dialect, e: exp.Expr) -> exp.Expr:
+    """The exact int64 sum of BIGINT ``e`` (DESIGN §4.3: overflow is an error, not a wrap)."""
+    if d.exact_int_sum:
+        return as_bigint(exp.Sum(this=e))
+    assert d.int_sum_udaf, f"{d.name}: needs an exact integer SUM or a UDAF"
+    return exp.Anonymous(this=d.int_sum_udaf, expressions=[e])
+
+
 def _latest(d: Dialect, fields: Sequence[exp.Expr], guard: exp.Expr) -> list[exp.Expr]:
     """The (ts, ct, v) fields of the greatest triple, as three expressions."""
     if not d.struct_max:
@@ -83,8 +91,7 @@ def build(p: PartialPlan, d: Dialect) -> list[exp.Expr]:
     if f == AggFunction.COUNT:
         return [nonzero(exp.Count(this=x))]
     if f == AggFunction.SUM:
-        total = exp.Sum(this=x)
-        return [as_bigint(total) if p.input_type == DType.INT64 else as_double(total)]
+        return [int_sum(d, x) if p.input_type == DType.INT64 else as_double(exp.Sum(this=x))]
     if f == AggFunction.MEAN:
         return [exp.Sum(this=as_double(x)), nonzero(exp.Count(this=x))]
     if spec.merge == Merge.MIN:
@@ -137,8 +144,7 @@ def merge(p: PartialPlan, d: Dialect, group_mean: exp.Expr | None = None,
     if kind == Merge.SUM:
         out: list[exp.Expr] = []
         for c, t in zip(cols, p.field_types, strict=True):
-            total = exp.Sum(this=c)
-            out.append(as_bigint(total) if t == DType.INT64 else as_double(total))
+            out.append(int_sum(d, c) if t == DType.INT64 else as_double(exp.Sum(this=c)))
         return out
     if kind == Merge.MIN:
         return [exp.Min(this=cols[0])]
@@ -153,7 +159,7 @@ def merge(p: PartialPlan, d: Dialect, group_mean: exp.Expr | None = None,
     dev = exp.Paren(this=exp.Sub(this=mean, expression=group_mean))
     spread = exp.Mul(this=as_double(n.copy()), expression=exp.Mul(this=dev, expression=dev.copy()))
     return [
-        as_bigint(exp.Sum(this=n.copy())),
+        int_sum(d, n.copy()),
         exp.Div(this=exp.Sum(this=exp.Mul(this=as_double(n.copy()), expression=mean.copy())),
                 expression=nonzero(exp.Sum(this=n.copy()))),
         exp.Sum(this=exp.Add(this=m2, expression=spread)),

@@ -19,20 +19,27 @@ class Dialect:
             ``last`` uses the braid UDAF named by ``latest_udaf``.
         welford_var_pop: the built-in ``VAR_POP`` is a Welford computation (DuckDB). Flink's is
             a sum of squares (STACK.md: 4587.5 instead of 1.007), so it uses ``welford_udaf``.
+        exact_int_sum: the built-in ``SUM`` over BIGINT, cast back to BIGINT, is exact and
+            fails on overflow (DuckDB sums BIGINT into a HUGEINT; the cast refuses a value
+            outside int64). Flink's wraps around silently, so it uses ``int_sum_udaf``.
         filter_clause: supports ``agg(...) FILTER (WHERE ...)``.
-        latest_udaf / welford_udaf: names of braid UDAFs registered by the runtime.
+        latest_udaf / welford_udaf / int_sum_udaf: names of braid UDAFs registered by the
+            runtime.
     """
 
     name: str
     sqlglot: object
     struct_max: bool
     welford_var_pop: bool
+    exact_int_sum: bool
     filter_clause: bool = True
     latest_udaf: str | None = None
     welford_udaf: str | None = None
+    int_sum_udaf: str | None = None
 
     def render(self, tree: object) -> str:
         return tree.sql(dialect=self.sqlglot)  # type: ignore[attr-defined]
 
 
-DUCKDB = Dialect(name="duckdb", sqlglot="duckdb", struct_max=True, welford_var_pop=True)
+DUCKDB = Dialect(name="duckdb", sqlglot="duckdb", struct_max=True, welford_var_pop=True,
+                 exact_int_sum=True)

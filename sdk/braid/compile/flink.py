@@ -1,7 +1,7 @@
 """The Flink compiler: every streaming aggregation view of a project -> one Flink SQL job.
 
 Output (DESIGN §7 "Flink"): job settings (UTC, mini-batch, checkpointing, state TTL), braid's
-two UDAFs, per StreamSource a raw Kafka table and the validation/lateness views of
+UDAFs and UDFs, per StreamSource a raw Kafka table and the validation/lateness views of
 :mod:`braid.compile.flink_source`, one dead-letter sink, per view an upsert-kafka tiles sink,
 and ONE statement set holding every INSERT.
 
@@ -30,6 +30,7 @@ from braid.compile.flink_dialect import (
     EVENT_TIME_UDF,
     FLINK,
     FLINK_TYPES,
+    INT_SUM_UDAF,
     LATEST_UDAF,
     WELFORD_UDAF,
     ident,
@@ -53,6 +54,7 @@ HOP = "hop"
 UDAF_CLASSES: dict[str, str] = {
     LATEST_UDAF: "dev.braid.flink.Latest",
     WELFORD_UDAF: "dev.braid.flink.Welford",
+    INT_SUM_UDAF: "dev.braid.flink.ExactSum",
     EVENT_TIME_UDF: "dev.braid.flink.EventTime",
     EVENT_TIME_ERROR_UDF: "dev.braid.flink.EventTimeError",
 }

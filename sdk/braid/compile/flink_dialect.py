@@ -72,16 +72,19 @@ class Flink(Hive):
 #: braid's UDAF names in Flink (Java classes in ``braid_streaming/flink/java``).
 LATEST_UDAF = "braid_latest"
 WELFORD_UDAF = "braid_welford"
+INT_SUM_UDAF = "braid_exact_sum"
 #: braid's scalar UDFs reading an event time like the embedded runner: epoch ms, or the
 #: dead-letter reason (``wrong_type``, ``naive_timestamp``).
 EVENT_TIME_UDF = "braid_event_time"
 EVENT_TIME_ERROR_UDF = "braid_event_time_error"
 
-#: Flink renders with braid UDAFs for ``last`` (LAST_VALUE is arrival order) and var/stddev
-#: (VAR_POP is a sum of squares), see STACK.md.
+#: Flink renders with braid UDAFs for ``last`` (LAST_VALUE is arrival order), var/stddev
+#: (VAR_POP is a sum of squares) and integer sums (SUM(BIGINT) wraps around on overflow, where
+#: DESIGN §4.3 makes overflow an error), see STACK.md.
 FLINK = Dialect(
-    name="flink", sqlglot=Flink, struct_max=False, welford_var_pop=False,
+    name="flink", sqlglot=Flink, struct_max=False, welford_var_pop=False, exact_int_sum=False,
     filter_clause=True, latest_udaf=LATEST_UDAF, welford_udaf=WELFORD_UDAF,
+    int_sum_udaf=INT_SUM_UDAF,
 )
 
 #: Flink SQL column types of braid's dtypes (timestamps are epoch-ms BIGINT, DESIGN §4.0).

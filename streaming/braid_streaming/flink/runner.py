@@ -10,8 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from braid.algebra import OverflowError64
 from braid.compile.flink import FlinkJob
 from braid_streaming.flink.udafs import build_udaf_jar
+
+#: How braid's Java UDAFs start the message of a refused value (``ExactSum``).
+OVERFLOW_PREFIX = "braid overflow: "
 
 
 def table_env(job: FlinkJob, jar: Path | None = None) -> Any:
@@ -44,9 +48,26 @@ def explain(job: FlinkJob, jar: Path | None = None) -> str:
 
 
 def execute(job: FlinkJob, jar: Path | None = None, wait: bool = True) -> Any:
-    """Submit the statement set; with ``wait`` block until a bounded job finishes."""
+    """Submit the statement set; with ``wait`` block until a bounded job finishes.
+
+    Raises:
+        OverflowError64: the job failed because an int64 sum left the int64 range (DESIGN
+            §4.3); the message is the UDAF's ``braid overflow: ...`` line.
+    """
     env = table_env(job, jar)
     result = statement_set(env, job).execute()
     if wait:
-        result.wait()
+        try:
+            result.wait()
+        except Exception as e:
+            cause = overflow_cause(str(e))
+            if cause is None:
+                raise
+            raise OverflowError64(cause) from e
     return result
+
+
+def overflow_cause(failure: str) -> str | None:
+    """The ``braid overflow: ...`` line of a failed job's (Java) trace, if it has one."""
+    at = failure.find(OVERFLOW_PREFIX)
+    return None if at < 0 else failure[at:].splitlines()[0]

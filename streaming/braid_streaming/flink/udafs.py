@@ -1,6 +1,10 @@
 """braid's Flink UDAFs (and the event-time UDFs): Java sources shipped with braid, compiled once
 per machine with javac.
 
+The UDAFs replace built-ins that break DESIGN §4.3 (STACK.md): ``Latest`` (LAST_VALUE follows
+arrival order), ``Welford`` (VAR_POP is a sum of squares) and ``ExactSum`` (SUM(BIGINT) wraps
+around on overflow; ``braid_exact_sum`` fails the job with ``braid overflow: ...`` instead).
+
 Why Java, not Python UDAFs: a Python UDAF works on PyFlink 2.0.0 but starts a Python worker
 (13.7 s for a tiny bounded job, STACK.md); the Java classes run inside the JVM. The sources
 (``java/dev/braid/flink/*.java``) are compiled against the jars PyFlink ships in

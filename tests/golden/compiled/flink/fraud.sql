@@ -26,6 +26,8 @@ CREATE TEMPORARY FUNCTION IF NOT EXISTS `braid_latest` AS 'dev.braid.flink.Lates
 
 CREATE TEMPORARY FUNCTION IF NOT EXISTS `braid_welford` AS 'dev.braid.flink.Welford' LANGUAGE JAVA;
 
+CREATE TEMPORARY FUNCTION IF NOT EXISTS `braid_exact_sum` AS 'dev.braid.flink.ExactSum' LANGUAGE JAVA;
+
 CREATE TEMPORARY FUNCTION IF NOT EXISTS `braid_event_time` AS 'dev.braid.flink.EventTime' LANGUAGE JAVA;
 
 CREATE TEMPORARY FUNCTION IF NOT EXISTS `braid_event_time_error` AS 'dev.braid.flink.EventTimeError' LANGUAGE JAVA;
