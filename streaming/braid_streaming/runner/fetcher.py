@@ -5,9 +5,13 @@ decoding them (JSON -> typed Arrow columns, dead letters, lateness by M(p)) does
 anything the runner writes. So the runner can hand that work to a child process, which reads
 its partitions sequentially from the committed offsets, cuts batches with the same rules as
 in-process cutting (:func:`cut`), decodes each with the M(p) the previous batch left, and
-sends ``(ranges, M before, ingest time, decoded result)`` to the runner, which applies the
-batch while the child already reads and decodes the next one. The two run on two cores; on
-one core nothing is lost but the overlap.
+sends ``(ranges, M before, ingest time, decoded result)`` to the runner. While the runner
+applies a batch, the child reads ahead into a buffer of at most one batch; once the buffer
+holds a whole batch (a backlog) it cuts and decodes it before it is asked, so the runner
+finds it ready (throughput: the two run on two cores). A smaller buffer is cut only when
+the runner asks for the next batch, with the usual wait-and-linger rules, so at a steady
+rate a batch holds what arrived while the one before was applied (freshness, as with
+in-process cutting).
 
 Nothing about exactly-once changes: the runner writes the intent (ranges, M before, ingest
 time) before it applies a batch, a replay after a crash re-reads the ranges and decodes them
@@ -47,20 +51,24 @@ from braid_streaming.log.base import Log, LogUnavailableError, Record
 #: After the first records of a batch, how long a poll waits for more before the batch is cut.
 LINGER_S = 0.005
 
-#: Decoded batches the child may hold that the runner has not taken yet.
+#: Full batches the child may cut and decode before the runner asks (backlog only).
 AHEAD = 1
+
+#: How long the child's poll waits while it reads ahead into its buffer.
+READ_AHEAD_S = 0.05
 
 
 def cut(log: Log, max_batch: int, max_wait_ms: int,
-        unavailable: Callable[[LogUnavailableError], None]) -> list[Record]:
+        unavailable: Callable[[LogUnavailableError], None],
+        have: list[Record] | None = None) -> list[Record]:
     """Take what the log has, up to ``max_batch`` records (DESIGN §7: bounded by size and
     time), grouped by partition in offset order. Waits up to ``max_wait_ms`` for the first
     records only; after that it keeps taking while records keep arriving within
     ``LINGER_S`` and stops as soon as the log has nothing more, so an idle log never holds a
     partial batch back (freshness) and a backlog still fills whole batches (throughput).
-    ``unavailable`` is told of each failed poll (then the poll is retried until the wait
-    ends)."""
-    out: list[Record] = []
+    ``have``: records already polled (they come first). ``unavailable`` is told of each
+    failed poll (then the poll is retried until the wait ends)."""
+    out: list[Record] = list(have or [])
     deadline = time.monotonic() + max_wait_ms / 1000
     while len(out) < max_batch:
         left = deadline - time.monotonic()
@@ -126,10 +134,12 @@ class Fetcher:
     """The runner's side of the child: start it, take its batches, stop it.
 
     The child starts (and imports what it needs) when this is built; :meth:`begin` tells it
-    where to read, once the runner knows its committed offsets. Messages from the child:
-    ``("cut", Cut)``, ``("unavailable", text)`` (a failed poll it retries) and
-    ``("error", exception)`` (it stops). The runner sends ``"more"`` when it takes a batch
-    (one credit) and ``"stop"``.
+    where to read, once the runner knows its committed offsets. The runner sends ``"need"``
+    (cut the next batch now; answered by a cut or ``("idle", None)`` when nothing came within
+    ``max_wait_ms``), ``"more"`` (one read-ahead credit back, after taking a batch cut ahead)
+    and ``"stop"``. The child sends ``("cut", (Cut, ahead))``, ``("idle", None)``,
+    ``("unavailable", text)`` (a failed poll it retries) and ``("error", exception)`` (it
+    stops).
     """
 
     def __init__(self, client: str = "confluent") -> None:
@@ -144,6 +154,7 @@ class Fetcher:
         theirs.close()
         self._conn = Connection(ours.detach())
         self._closed = False
+        self._asked = False  # a "need" is unanswered
         self._finalizer = weakref.finalize(self, _reap, self._proc, self._conn)
 
     def begin(self, spec: FetchSpec) -> None:
@@ -151,29 +162,43 @@ class Fetcher:
         self._conn.send(spec)
 
     def take(self, timeout: float, unavailable: Callable[[str], None]) -> Cut | None:
-        """The next batch, or None if none came within ``timeout`` seconds.
+        """The next batch: one cut ahead if the child has it ready, else the one it cuts now;
+        None if none came within ``timeout`` seconds (an unanswered ask is answered later).
 
         Raises:
             FetcherError: the child raised (its exception is the cause) or exited.
         """
         deadline = time.monotonic() + timeout
-        while True:
-            try:
+        try:
+            if not self._asked and not self._conn.poll(0):
+                self._conn.send("need")
+                self._asked = True
+            while True:
                 if not self._conn.poll(max(0.0, deadline - time.monotonic())):
                     return None
                 kind, body = self._conn.recv()
-            except (EOFError, OSError) as e:
-                raise FetcherError(f"the fetch process exited (code {self._proc.poll()})") from e
-            if kind == "cut":
-                try:
-                    self._conn.send("more")
-                except OSError:
-                    pass  # it died after sending this whole batch: the next take says so
-                return body  # type: ignore[no-any-return]
-            if kind == "unavailable":
-                unavailable(body)
-                continue
-            raise FetcherError(f"the fetch process failed: {body}") from body
+                if kind == "cut":
+                    got, ahead = body
+                    if ahead:
+                        self._send("more")
+                    else:
+                        self._asked = False
+                    return got  # type: ignore[no-any-return]
+                if kind == "idle":
+                    self._asked = False
+                    return None
+                if kind == "unavailable":
+                    unavailable(body)
+                    continue
+                raise FetcherError(f"the fetch process failed: {body}") from body
+        except (EOFError, OSError) as e:
+            raise FetcherError(f"the fetch process exited (code {self._proc.poll()})") from e
+
+    def _send(self, msg: str) -> None:
+        try:
+            self._conn.send(msg)
+        except OSError:
+            pass  # it died after sending a whole batch: the next take says so
 
     def close(self) -> None:
         """Stop the child (it drops what it cut ahead) and wait for it."""
@@ -203,35 +228,57 @@ def _serve(conn: Connection) -> None:
 
     spec: FetchSpec = conn.recv()
     log = open_log(spec.kafka, spec.root)
-    topic = spec.source.topic
+    topic, limit = spec.source.topic, spec.max_batch
     decoder = Decoder(spec.source, spec.key_fields)
     offsets, max_ts = dict(spec.offsets), dict(spec.max_ts)
     log.assign(topic, spec.partitions, {p: offsets[p] for p in spec.partitions})
-    credits = AHEAD + 1  # one for the batch the runner waits for, AHEAD more
+    credits, need = AHEAD, False
+    buffer: list[Record] = []  # polled, not cut yet: at most one batch
 
     def unavailable(e: LogUnavailableError) -> None:
         conn.send(("unavailable", str(e)))
 
+    def send(records: list[Record], ahead: bool) -> None:
+        nonlocal max_ts
+        records.sort(key=attrgetter("partition"))  # stable: offset order within each
+        ranges = ranges_of(records, offsets)
+        now = time.time_ns() // 1_000_000
+        result = decoder.decode(records, max_ts, now)
+        stamps = np.fromiter((r.timestamp_ms for r in records), np.int64, len(records))
+        conn.send(("cut", (Cut(ranges, max_ts, now, result, len(records), stamps), ahead)))
+        offsets.update({p: e for p, (_, e) in ranges.items()})
+        max_ts = dict(result.max_ts)
+
     try:
         while True:
-            while conn.poll(0 if credits else 0.5):
+            full = len(buffer) >= limit
+            idle = full and not credits and not need  # nothing to do but wait for the runner
+            while conn.poll(READ_AHEAD_S if idle else 0.0):
                 msg = conn.recv()
                 if msg == "stop":
                     return
-                credits += 1
-            if not credits:
-                continue
-            records = cut(log, spec.max_batch, spec.max_wait_ms, unavailable)
-            if not records:
-                continue
-            ranges = ranges_of(records, offsets)
-            now = time.time_ns() // 1_000_000
-            result = decoder.decode(records, max_ts, now)
-            stamps = np.fromiter((r.timestamp_ms for r in records), np.int64, len(records))
-            conn.send(("cut", Cut(ranges, max_ts, now, result, len(records), stamps)))
-            credits -= 1
-            offsets.update({p: e for p, (_, e) in ranges.items()})
-            max_ts = dict(result.max_ts)
+                if msg == "need":
+                    need = True
+                else:
+                    credits += 1
+                idle = False
+            if need:  # the runner waits: cut now (what the buffer holds comes first)
+                records, buffer, need = cut(log, limit, spec.max_wait_ms, unavailable,
+                                            buffer), [], False
+                if records:
+                    send(records, ahead=False)
+                else:
+                    conn.send(("idle", None))
+            elif full and credits:  # a backlog: cut a whole batch before it is asked for
+                # a prefix of the buffer holds a prefix of each partition's records
+                records, buffer, credits = buffer[:limit], buffer[limit:], credits - 1
+                send(records, ahead=True)
+            elif not full:
+                try:
+                    buffer += log.poll(limit - len(buffer), timeout=READ_AHEAD_S)
+                except LogUnavailableError as e:
+                    unavailable(e)
+                    time.sleep(READ_AHEAD_S)
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the runner is gone
     except Exception as e:  # noqa: BLE001 - sent to the runner, which raises it
