@@ -133,6 +133,9 @@ class KafkaLogBase(Log):
         return {p: self._true_end(topic, p) for p in range(self.partitions(topic))}
 
     def offsets_for_times(self, topic: str, ts_ms: int) -> dict[int, int]:
+        if ts_ms <= 0:  # every record is at or after it (Kafka refuses timestamps below -1,
+            # and -1, "no timestamp", is taken as the start of time)
+            return {p: self._watermarks(topic, p)[0] for p in range(self.partitions(topic))}
         broker = self._broker_offsets_for_times(topic, ts_ms)
         out: dict[int, int] = {}
         for p in range(self.partitions(topic)):
