@@ -10,7 +10,9 @@ producer process (``--inproc-push``: a thread of the runner process). Last, kafk
 Redis: runner events/s against raw kafka-python consume (throughput only). The runner keeps
 the tile-close statistics of aggregated features, as ``stream run`` does by default;
 ``--no-tile-stats`` measures it without them, ``--cache-keys 0`` without its tile cache
-(every merge then reads the stored tiles back). Not a test.
+(every merge then reads the stored tiles back), ``--no-fetch-process`` with Kafka batches
+read and decoded in the runner's own process (by default its fetch process does that ahead
+of the batch being applied, on a second core). Not a test.
 """
 
 from __future__ import annotations
@@ -144,16 +146,21 @@ def main() -> None:
                     help="push from a thread of the runner's process (shares its GIL)")
     ap.add_argument("--no-tile-stats", action="store_true",
                     help="runner without the stream's tile-close statistics (on by default)")
+    ap.add_argument("--no-fetch-process", action="store_true",
+                    help="read and decode Kafka batches in the runner's process (default: in "
+                    "its fetch process, ahead of the batch being applied)")
     ap.add_argument("--cache-keys", type=int, default=None,
                     help="the runner's tile cache size (default: stream run's; 0: no cache, "
                     "every merge reads the stored tiles back)")
     args = ap.parse_args()
     OPTIONS["tile_stats"] = not args.no_tile_stats
+    OPTIONS["fetch_process"] = not args.no_fetch_process
     if args.cache_keys is not None:
         OPTIONS["cache_keys"] = args.cache_keys
     cache = "default" if args.cache_keys is None else f"{args.cache_keys:,} keys"
     print(f"tile cache {cache}; "
-          f"tile-close statistics {'on' if OPTIONS['tile_stats'] else 'off'}; load average "
+          f"tile-close statistics {'on' if OPTIONS['tile_stats'] else 'off'}; Kafka fetch "
+          f"process {'on' if OPTIONS['fetch_process'] else 'off'}; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         local = make_stream_repo(Path(tmp) / "local")
