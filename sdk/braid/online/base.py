@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from braid.algebra import MISSING_CREATED
+from braid.arrowutil import pylist
 from braid.errors import StoreError
 from braid.online.encoding import FIELD_PREFIX, TileCodec, encode_column, key_array
 from braid.online.tilecache import TileCache
@@ -50,7 +51,7 @@ class RowBatch:
 
     @cached_property
     def keys(self) -> list[str]:
-        return self.key_array.to_pylist()  # type: ignore[no-any-return]
+        return pylist(self.key_array)
 
 
 @dataclass
@@ -64,15 +65,15 @@ class TileBatch:
 
     @cached_property
     def keys(self) -> list[str]:
-        return self.key_array.to_pylist()  # type: ignore[no-any-return]
+        return pylist(self.key_array)
 
     @cached_property
     def starts(self) -> list[int]:
-        return self.start_array.to_pylist()  # type: ignore[no-any-return]
+        return pylist(self.start_array)
 
     @cached_property
     def values(self) -> list[str]:
-        return self.value_array.to_pylist()  # type: ignore[no-any-return]
+        return pylist(self.value_array)
 
     def by_key(self) -> dict[str, list[tuple[int, str]]]:
         """Rows grouped by key, first-seen order kept."""

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from braid.algebra import MISSING_CREATED, Merge, Partial
+from braid.arrowutil import pylist
 from braid.dtypes import DType
 from braid.errors import StoreError
 from braid.plan import PartialPlan, ViewPlan
@@ -60,7 +61,7 @@ def escape_key_part(value: str) -> str:
 
 def encode_keys(plan: ViewPlan, table: pa.Table) -> list[str]:
     """The store key of every row of ``table`` (which holds the view's join-key columns)."""
-    return key_array(plan, table).to_pylist()  # type: ignore[no-any-return]
+    return pylist(key_array(plan, table))
 
 
 def key_array(plan: ViewPlan, table: pa.Table) -> pa.Array:
@@ -196,7 +197,7 @@ class TileCodec:
 
     def encode_table(self, table: pa.Table) -> list[str]:
         """Tile values of every row (partial columns named ``PartialPlan.columns``)."""
-        return self.encode_array(table).to_pylist()  # type: ignore[no-any-return]
+        return pylist(self.encode_array(table))
 
     def encode_array(self, table: pa.Table) -> pa.Array:
         """:meth:`encode_table` as an Arrow string array."""

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from braid.algebra import MISSING_CREATED
+from braid.arrowutil import pylist
 from braid.online.base import RowBatch, TileBatch
 from braid.online.encoding import expiry_ms
 from braid.online.redis_nodes import Command, RedisNodes
@@ -125,7 +126,7 @@ def key_commands(nodes: RedisNodes, sha: str, keys: pa.Array, args: list[str]) -
     """Script calls over ``keys`` with the same ``args`` for all (e.g. ``PRUNE_TILES``)."""
     slots = None
     if nodes.cluster:
-        slots = nodes.slots(keys.to_pylist())
+        slots = nodes.slots(pylist(keys))
         order = np.argsort(slots, kind="stable")
         slots, keys = slots[order], keys.take(order)
     packed = Packed(bulk(keys))
@@ -153,9 +154,9 @@ def state_calls(nodes: RedisNodes, sha: str, merge: CachedMerge,
         slots = nodes.slots(keys)
         order = np.argsort(slots, kind="stable")
         slots, keys = slots[order], [keys[i] for i in order]
-    pairs: list[bytes] = join(bulk(pa.array(merge.fields, pa.string())),
-                              bulk(pa.array(merge.values, pa.binary()))).to_pylist()
-    key_bulks: list[bytes] = bulk(pa.array(keys, pa.string())).to_pylist()
+    pairs: list[bytes] = pylist(join(bulk(pa.array(merge.fields, pa.string())),
+                                     bulk(pa.array(merge.values, pa.binary()))))
+    key_bulks: list[bytes] = pylist(bulk(pa.array(keys, pa.string())))
     hop = merge.hop
     blobs: list[bytes] = []
     widths: list[int] = []

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from braid.algebra import OverflowError64
+from braid.arrowutil import pylist
 from braid.errors import StoreError
 from braid.online.base import (
     FieldRequest,
@@ -212,7 +213,7 @@ class RedisOnlineStore(OnlineStore):
         if table.num_rows == 0:
             return 0
         codec = TileCodec(plan, hop)
-        starts = tile_starts(plan, hop, table).to_pylist()
+        starts = pylist(tile_starts(plan, hop, table))
         keys = encode_keys(plan, table)
         if len(set(zip(keys, starts, strict=True))) != len(keys):
             if cache is not None:
@@ -266,7 +267,7 @@ class RedisOnlineStore(OnlineStore):
             return 0
         if len(todo) < len(rows):
             take = pa.array([i for k in todo for i in rows[k]], pa.int64())
-            table, idx = table.take(take), take.to_pylist()
+            table, idx = table.take(take), pylist(take)
             keys, fields, old = ([xs[i] for i in idx] for xs in (keys, fields, old))
             rows = {}
             for i, key in enumerate(keys):

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from braid.algebra import MISSING_CREATED, merge
+from braid.arrowutil import pylist
 from braid.online.base import (
     FieldRequest,
     NewTiles,
@@ -186,8 +187,8 @@ class SqliteOnlineStore(OnlineStore):
             twice = pa.array([seen[k] > 1 for k in b.keys], pa.bool_())
             once = self.write_rows(plan, table.filter(pc.invert(twice)))
             return once + self._write_rows_each(plan, prepare_rows(plan, table.filter(twice)))
-        ts, ct = b.ts.to_pylist(), b.ct.to_pylist()
-        vals = [v.cast(pa.binary()).to_pylist() for v in b.values]
+        ts, ct = pylist(b.ts), pylist(b.ct)
+        vals = [pylist(v.cast(pa.binary())) for v in b.values]
         with self._tx() as con:
             stored = self._load(con, b.keys, [TS_FIELD, CT_FIELD])
             win, ties = [], []
@@ -228,8 +229,8 @@ class SqliteOnlineStore(OnlineStore):
 
     def _write_rows_each(self, plan: ViewPlan, b: RowBatch) -> int:
         """Row by row: for a batch naming one key twice (each row meets the one before)."""
-        ts, ct = b.ts.to_pylist(), b.ct.to_pylist()
-        vals = [[None if x is None else x.encode() for x in v.to_pylist()] for v in b.values]
+        ts, ct = pylist(b.ts), pylist(b.ct)
+        vals = [[None if x is None else x.encode() for x in pylist(v)] for v in b.values]
         won = 0
         with self._tx() as con:
             stored = self._load(con, b.keys, [TS_FIELD, CT_FIELD, *b.fields])
@@ -292,7 +293,7 @@ class SqliteOnlineStore(OnlineStore):
         if table.num_rows == 0:
             return 0
         codec = TileCodec(plan, hop)
-        starts = tile_starts(plan, hop, table).to_pylist()
+        starts = pylist(tile_starts(plan, hop, table))
         keys = encode_keys(plan, table)
         prefix = f"{hop}:"
         fields = [prefix + str(s) for s in starts]

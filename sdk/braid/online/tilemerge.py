@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from braid.algebra import Merge, OverflowError64, Spec
+from braid.arrowutil import pylist
 from braid.dtypes import DType
 from braid.errors import StoreError
 from braid.online.encoding import TileCodec, encode_column
@@ -163,4 +164,4 @@ def merge_tile_values(codec: TileCodec, old: Sequence[bytes | None],
                 col = pc.if_else(empty, pa.scalar(None, col.type), col)
             encoded.append(pc.fill_null(encode_column(col, dtype, tile=True), ""))
     joined = encoded[0] if len(encoded) == 1 else pc.binary_join_element_wise(*encoded, ",")
-    return joined.cast(pa.binary()).to_pylist()  # type: ignore[no-any-return]
+    return pylist(joined.cast(pa.binary()))

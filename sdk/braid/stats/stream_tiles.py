@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
+from braid.arrowutil import pylist
 from braid.compile.dialect import DUCKDB
 from braid.compile.duckdb import TILE_START
 from braid.compile.tile_close import CLOSE, tile_close_select
@@ -138,7 +139,7 @@ def _stored_tiles(online: OnlineStore, codec: TileCodec, closes: pa.Table, wides
     # per key the span of its closes' windows: tiles outside a close's window are left out
     # by the close query's range join, so one span per key serves all of its closes
     span: dict[str, tuple[int, int]] = {}
-    for key, s in zip(closes.column(KEY).to_pylist(), closes.column(TILE_START).to_pylist(),
+    for key, s in zip(pylist(closes.column(KEY)), pylist(closes.column(TILE_START)),
                       strict=True):
         lo, hi = span.get(key, (s, s))
         span[key] = (min(lo, s), max(hi, s))

@@ -50,6 +50,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from braid.arrowutil import pylist
 from braid.compile.duckdb import TILE_START
 from braid.online import OnlineStore
 from braid.online.base import tile_starts
@@ -92,10 +93,10 @@ def _by_tile(keys: list[str], starts: pa.Array) -> tuple[dict[int, set[str]], di
         return {}, {}
     t = pa.table({"k": pa.array(keys, pa.string()), "s": starts})
     per = t.group_by("s").aggregate([("k", "distinct")])
-    fresh = {int(s): set(ks) for s, ks in zip(per.column("s").to_pylist(),
+    fresh = {int(s): set(ks) for s, ks in zip(pylist(per.column("s")),
                                               per.column("k_distinct").to_pylist(), strict=True)}
     top = t.group_by("k").aggregate([("s", "max")])
-    newest = dict(zip(top.column("k").to_pylist(), top.column("s_max").to_pylist(), strict=True))
+    newest = dict(zip(pylist(top.column("k")), pylist(top.column("s_max")), strict=True))
     return fresh, newest
 
 
