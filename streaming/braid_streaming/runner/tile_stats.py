@@ -93,8 +93,11 @@ def _by_tile(keys: list[str], starts: pa.Array) -> tuple[dict[int, set[str]], di
         return {}, {}
     t = pa.table({"k": pa.array(keys, pa.string()), "s": starts})
     per = t.group_by("s").aggregate([("k", "distinct")])
-    fresh = {int(s): set(ks) for s, ks in zip(pylist(per.column("s")),
-                                              per.column("k_distinct").to_pylist(), strict=True)}
+    lists = per.column("k_distinct").combine_chunks()  # flattened: to_pylist of lists is slow
+    offsets = lists.offsets.to_numpy()
+    flat, ends = pylist(lists.flatten()), (offsets - offsets[0]).tolist()
+    fresh = {int(s): set(flat[ends[i]:ends[i + 1]])
+             for i, s in enumerate(pylist(per.column("s")))}
     top = t.group_by("k").aggregate([("s", "max")])
     newest = dict(zip(pylist(top.column("k")), pylist(top.column("s_max")), strict=True))
     return fresh, newest
