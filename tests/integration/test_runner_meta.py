@@ -47,3 +47,11 @@ def test_sets_add_idempotently_remove_and_drop(meta: MetaStore) -> None:
     assert meta.members(key) == set()
     meta.add_members(key, [str(i) for i in range(12_000)])  # beyond one Redis command
     assert len(meta.members(key)) == 12_000
+
+
+def test_members_of_many_sets_at_once(meta: MetaStore) -> None:
+    meta.add_members("s:1", ["a", "b"])
+    meta.add_members("s:2", ["c"])
+    got = meta.members_many(["s:1", "s:2", "s:absent", "s:1"])
+    assert got == {"s:1": {"a", "b"}, "s:2": {"c"}, "s:absent": set()}
+    assert meta.members_many([]) == {}

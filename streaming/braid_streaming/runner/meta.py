@@ -61,6 +61,10 @@ class MetaStore(ABC):
     def members(self, key: str) -> set[str]:
         """The members of the set ``key`` (empty if there is none)."""
 
+    def members_many(self, keys: Iterable[str]) -> dict[str, set[str]]:
+        """:meth:`members` of each of ``keys`` (Redis: one pipelined round trip)."""
+        return {k: self.members(k) for k in keys}
+
     @abstractmethod
     def remove_members(self, key: str, members: Iterable[str]) -> None:
         """Remove ``members`` from the set ``key`` (absent ones are ignored)."""
@@ -189,6 +193,19 @@ class RedisMeta(MetaStore):
 
     def members(self, key: str) -> set[str]:
         return {m.decode() for m in self._call("SMEMBERS", "braid:_meta:" + key)}
+
+    def members_many(self, keys: Iterable[str]) -> dict[str, set[str]]:
+        wanted = list(dict.fromkeys(keys))
+        if len(wanted) < 2:
+            return {k: self.members(k) for k in wanted}
+        pipe = self.client.pipeline(transaction=False)
+        for k in wanted:
+            pipe.execute_command("SMEMBERS", "braid:_meta:" + k)
+        try:
+            replies = pipe.execute()
+        except self._errors as e:
+            raise StoreError(f"redis metadata SMEMBERS failed on {self.url}: {e}") from e
+        return {k: {m.decode() for m in r} for k, r in zip(wanted, replies, strict=True)}
 
     def remove_members(self, key: str, members: Iterable[str]) -> None:
         items = list(members)

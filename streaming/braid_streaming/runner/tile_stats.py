@@ -148,17 +148,21 @@ class BatchCloser:
         reach = prune_span(plan, hop) - max(a.window for a in plan.aggregations
                                             if a.hop == hop) + hop  # 2h + L
         top = max(newest.values(), default=None)
+        closing = [s for s in sorted(tiles)
+                   if s in final or (top is not None and top > s + reach)]
+        sets = self.meta.members_many(  # one round trip for every set read below
+            [members_key(plan, hop, s, early=e) for s in closing for e in (True, False)]
+            + [members_key(plan, hop, s, early=True) for s in tiles - set(closing)
+               if fresh.get(s)])
         closes: list[tuple[str, int]] = []
         early: dict[int, list[str]] = {}
         done: dict[int, set[str]] = {}
-        for s in sorted(tiles):
+        for s in closing:
+            done[s] = sets[members_key(plan, hop, s, early=True)]
+            members = sets[members_key(plan, hop, s)] | fresh.get(s, set())
             if s in final:
-                done[s] = self.meta.members(members_key(plan, hop, s, early=True))
-                members = self.meta.members(members_key(plan, hop, s)) | fresh.get(s, set())
                 closes += [(k, s) for k in sorted(members - done[s])]
-            elif top is not None and top > s + reach:
-                done[s] = self.meta.members(members_key(plan, hop, s, early=True))
-                members = self.meta.members(members_key(plan, hop, s)) | fresh.get(s, set())
+            else:
                 early[s] = sorted(k for k in members - done[s] if newest.get(k, s) > s + reach)
                 closes += [(k, s) for k in early[s]]
         if closes:
@@ -172,11 +176,12 @@ class BatchCloser:
             delta = close_stats(plan, found)
             apply_tile_closes(self.registry, plan, delta, cutoff, self.runner, self.seq)
             self.closed += len(closes)
-        self._remember(plan, hop, tiles, final, early, fresh, done, raw)
+        self._remember(plan, hop, tiles, final, early, fresh, done, raw, sets)
 
     def _remember(self, plan: ViewPlan, hop: int, tiles: set[int], final: list[int],
                   early: Mapping[int, list[str]], fresh: Mapping[int, set[str]],
-                  done: Mapping[int, set[str]], index: str | None) -> None:
+                  done: Mapping[int, set[str]], index: str | None,
+                  sets: Mapping[str, set[str]]) -> None:
         """Step 3: the sets and the index after this batch's closes were saved."""
         for s in final:
             self._later(self.meta.drop_members, members_key(plan, hop, s))
@@ -191,7 +196,7 @@ class BatchCloser:
                 continue
             gone = done.get(s)
             if gone is None:
-                gone = self.meta.members(members_key(plan, hop, s, early=True))
+                gone = sets[members_key(plan, hop, s, early=True)]
             add = fresh[s] - gone - set(early.get(s, []))
             if add:
                 self._later(self.meta.add_members, members_key(plan, hop, s), sorted(add))
