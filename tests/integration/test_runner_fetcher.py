@@ -1,7 +1,6 @@
-"""The runner's fetch process (braid_streaming/runner/fetcher.py) on Kafka (Tansu) + Redis:
-it cuts and decodes exactly what in-process cutting does (same values, same dead letters), a
+"""The runner's fetch process (braid_streaming/runner/fetcher.py) on Kafka (Tansu) + Redis: a
 killed fetch process is replaced without loss or double counting, and it never outlives its
-runner."""
+runner. (That it decides like in-process cutting: test_runner_kafka_redis.py, run both ways.)"""
 
 from __future__ import annotations
 
@@ -17,13 +16,7 @@ import pytest
 from braid.store import FeatureStore
 from braid.timeutil import MINUTE
 from tests.integration.test_runner_kafka_redis import check, repo_on
-from tests.integration.test_runner_repo import (
-    bad_records,
-    base_time,
-    events,
-    late_event,
-    produce_bad,
-)
+from tests.integration.test_runner_repo import base_time, events
 from tests.kafka_fixtures import Broker
 
 pytest.importorskip("confluent_kafka")
@@ -49,28 +42,6 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
-
-@pytest.mark.parametrize("fetch_process", [True, False])
-def test_fetch_process_decides_like_in_process(tmp_path: Path, redis_url: str, tansu: Broker,
-                                               fetch_process: bool) -> None:
-    root = repo_on(tmp_path, redis_url, tansu.bootstrap)
-    t0 = base_time()
-    evs = events(t0)
-    fs = FeatureStore(root)
-    fs.push("txns", evs)
-    fs.push("txns", [late_event(t0)])
-    produce_bad(fs, bad_records(t0))
-    with fs.stream_runner(max_batch=150, max_wait_ms=50,
-                          fetch_process=fetch_process) as runner:
-        source = runner.sources[0]
-        assert (source.fetcher is not None) == fetch_process
-        runner.run(once=True, install_signals=False)
-        assert source.metrics.dlq == {r: 1 for r in
-                                      ["late", *(r for _, r in bad_records(t0))]}
-        assert source.metrics.events == len(evs) + 1 + len(bad_records(t0))
-        assert source.metrics.batches > 1  # cut into several batches, each committed
-    check(FeatureStore(root), evs, t0 + 95 * MINUTE)
 
 
 def test_killed_fetch_process_is_replaced_without_loss(tmp_path: Path, redis_url: str,

@@ -46,8 +46,11 @@ def check(fs: FeatureStore, evs: list[dict[str, Any]], t: int) -> None:
                  expected(fs, "user_last", evs, USERS, t))
 
 
+@pytest.mark.parametrize("fetch_process", [True, False])
 def test_redis_and_kafka_give_reference_values(tmp_path: Path, redis_url: str,
-                                               tansu: Broker) -> None:
+                                               tansu: Broker, fetch_process: bool) -> None:
+    """Batches cut and decoded by the fetch process, or in the runner's own process, give
+    the reference values and the same dead letters."""
     root = repo_on(tmp_path, redis_url, tansu.bootstrap)
     t0 = base_time()
     evs = events(t0)
@@ -55,10 +58,14 @@ def test_redis_and_kafka_give_reference_values(tmp_path: Path, redis_url: str,
     fs.push("txns", evs)
     fs.push("txns", [late_event(t0)])
     produce_bad(fs, bad_records(t0))
-    with fs.stream_runner(max_batch=150, max_wait_ms=50) as runner:
+    with fs.stream_runner(max_batch=150, max_wait_ms=50,
+                          fetch_process=fetch_process) as runner:
+        source = runner.sources[0]
+        assert (source.fetcher is not None) == fetch_process
         runner.run(once=True, install_signals=False)
-        assert runner.sources[0].metrics.dlq == {r: 1 for r in
-                                                 ["late", *(r for _, r in bad_records(t0))]}
+        assert source.metrics.dlq == {r: 1 for r in ["late", *(r for _, r in bad_records(t0))]}
+        assert source.metrics.events == len(evs) + 1 + len(bad_records(t0))
+        assert source.metrics.batches > 1  # cut into several batches, each committed
     check(FeatureStore(root), evs, t0 + 95 * MINUTE)
 
 
