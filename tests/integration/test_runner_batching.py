@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from braid.store import FeatureStore
+from braid_streaming.fetcher import LINGER_S
 from braid_streaming.log import open_log
 from braid_streaming.log.base import Record
-from braid_streaming.runner.fetcher import LINGER_S
 from tests.integration.test_runner_repo import base_time, events, make_stream_repo
 
 

@@ -1,4 +1,4 @@
-"""The runner's fetch process (braid_streaming/runner/fetcher.py) on Kafka (Tansu) + Redis: a
+"""The runner's fetch process (braid_streaming/fetcher.py) on Kafka (Tansu) + Redis: a
 killed fetch process is replaced without loss or double counting, and it never outlives its
 runner. (That it decides like in-process cutting: test_runner_kafka_redis.py, run both ways.)"""
 
@@ -29,7 +29,7 @@ def _fetchers(pid: int) -> list[int]:
     found = []
     for child in (int(x) for x in out.split()):
         try:
-            if b"runner.fetcher" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"braid_streaming.fetcher" in Path(f"/proc/{child}/cmdline").read_bytes():
                 found.append(child)
         except FileNotFoundError:
             pass  # exited meanwhile (the ps itself)

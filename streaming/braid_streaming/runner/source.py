@@ -43,12 +43,12 @@ from braid.plan import ViewPlan
 from braid.registry import Registry
 from braid.stats.stream import apply_stream_delta, stats_delta
 from braid.timeutil import tile_start
+from braid_streaming.fetcher import Cut, Fetcher, FetcherError, FetchSpec, cut, ranges_of
 from braid_streaming.ingest import Decoder, IngestResult, dlq_topic
 from braid_streaming.log.base import Log, LogUnavailableError, Record
 from braid_streaming.log.local import LocalLog
 from braid_streaming.runner.apply import ChunkHook, apply_view
 from braid_streaming.runner.archive import archive_dir, write_archive
-from braid_streaming.runner.fetcher import Cut, Fetcher, FetcherError, FetchSpec, cut, ranges_of
 from braid_streaming.runner.meta import meta_for
 from braid_streaming.runner.metrics import RunnerMetrics
 from braid_streaming.runner.state import Intent, RunnerError, RunnerState
@@ -75,7 +75,7 @@ class RunnerOptions:
     #: Keys whose stored tiles the runner remembers, so merges skip reading them back
     #: (:mod:`braid.online.tilecache`; one instance only; 0: no cache).
     cache_keys: int = 100_000
-    #: Read and decode batches ahead in a child process (:mod:`.fetcher`; Kafka logs only).
+    #: Read and decode batches ahead in a child process (:mod:`braid_streaming.fetcher`; Kafka logs).
     fetch_process: bool = True
 
     def __post_init__(self) -> None:

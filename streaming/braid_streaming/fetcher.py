@@ -1,5 +1,9 @@
 """Cutting and decoding micro-batches ahead of the runner, in a child process (DESIGN §7).
 
+(Beside the ``runner`` package, not in it: the child imports only this module, the decoder
+and its log client, not the runner's stores, registry and DuckDB; it starts in about a
+third of the time.)
+
 A runner's batch is *defined* by its offset ranges; reading those records from Kafka and
 decoding them (JSON -> typed Arrow columns, dead letters, lateness by M(p)) does not depend on
 anything the runner writes. So the runner can hand that work to a child process, which reads
@@ -148,7 +152,7 @@ class Fetcher:
         here = str(Path(__file__).resolve().parents[2])  # the dir holding braid_streaming
         env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from braid_streaming.runner.fetcher import main; main()",
+            [sys.executable, "-c", "from braid_streaming.fetcher import main; main()",
              str(theirs.fileno()), client],
             pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
         theirs.close()
