@@ -99,3 +99,20 @@ def test_redis_server_and_client_merges_store_the_same_values(redis_url: str,
     server.client.flushdb()
     steady.close()
     server.close()
+
+
+def test_redis_batch_defers_row_writes_to_its_end(redis_url: str, plan: ViewPlan) -> None:
+    """Inside ``batch()`` Redis sends row writes at once and reads their replies at the end:
+    every row is stored by then, still last-write-wins (an older row loses)."""
+    from braid.online.redis_store import RedisOnlineStore
+
+    store = RedisOnlineStore(redis_url)
+    key = f"{key_prefix(plan)}41}}"
+    store.client.delete(key)
+    with store.batch():
+        assert store.write_rows(plan, rows({"user_id": 41, "_ts": T0 + 5, "amount": 2.0})) == 1
+        store.write_rows(plan, rows({"user_id": 41, "_ts": T0, "amount": 9.0}))  # older
+    assert store.read_hash(key)["f:amount"] == b"2.0"
+    assert store.read_hash(key)["_ts"] == str(T0 + 5).encode()
+    store.client.delete(key)
+    store.close()

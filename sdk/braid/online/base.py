@@ -192,7 +192,8 @@ class OnlineStore(ABC):
                 missing created time, which sorts lowest) and one column per projection.
 
         Returns:
-            How many rows won (were stored).
+            How many rows won (were stored); inside :meth:`batch` on Redis, whose replies
+            are read at the batch's end, how many were sent.
         """
 
     @abstractmethod
@@ -248,7 +249,8 @@ class OnlineStore(ABC):
         """Group the writes made inside into one durable step where the store can.
 
         The default groups nothing (each write call is atomic on its own); the SQLite store
-        runs them in one transaction, so pages a micro-batch touches are written once.
+        runs them in one transaction, so pages a micro-batch touches are written once; the
+        Redis store sends them at once and reads their replies at the end.
         Every write keeps its own guarantees either way (guards, last-write-wins).
 
         Example:

@@ -102,9 +102,10 @@ class RedisOnlineStore(OnlineStore):
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Cached tile merges (:meth:`merge_tiles` with a cache) made inside are sent at once
-        and their replies read at the end, so the server applies them while the caller
-        computes the next; the cache learns of them only then. On one server only (a
+        """Cached tile merges (:meth:`merge_tiles` with a cache) and :meth:`write_rows` made
+        inside are sent at once and their replies read at the end, so the server applies
+        them while the caller computes the next; the cache learns of them only then, and
+        ``write_rows`` returns the rows it sent (not how many won). On one server only (a
         cluster's writes go out per node as made)."""
         if self._deferred is not None or self.nodes.cluster:
             yield
@@ -136,6 +137,13 @@ class RedisOnlineStore(OnlineStore):
         def build(part: pa.Table) -> list[Command]:
             return row_commands(self.nodes, script.sha, plan, prepare_rows(plan, part))
 
+        if self._deferred is not None:  # inside batch(): the replies are read at its end
+            def done(replies: list[Any]) -> None:
+                self._check(replies, "write")
+
+            for commands in _pack_ahead(self._slices(table, None), build):
+                self._defer(commands, script, done)
+            return table.num_rows
         return self._total(script, _pack_ahead(self._slices(table, None), build))
 
     def write_tiles(self, plan: ViewPlan, hop: int, table: pa.Table) -> int:
@@ -249,7 +257,7 @@ class RedisOnlineStore(OnlineStore):
             m.commit(cache, None if exp is None else exp / 1000)
 
         if self._deferred is not None:
-            self._deferred.send(commands, self._states, done)
+            self._defer(commands, self._states, done)
         else:
             done(self._execute([commands], self._states, "write"))
         return len(m.rows)
@@ -373,6 +381,15 @@ class RedisOnlineStore(OnlineStore):
             groups, slots = [groups[i] for i in order], slots[order]
         return [(slot, groups[lo:hi])
                 for slot, lo, hi in self.nodes.chunks(slots, len(groups), KEYS_PER_CALL)]
+
+    def _defer(self, commands: list[Command], script: Script,
+               done: Callable[[list[Any]], None]) -> None:
+        """Send inside :meth:`batch`; the replies go to ``done`` at its end."""
+        assert self._deferred is not None
+        try:
+            self._deferred.send(commands, script, done)
+        except self.nodes.failures as e:
+            raise StoreError(f"redis write failed on {self.url}: {e}") from e
 
     def _run(self, script: Script, calls: Sequence[Call]) -> list[int]:
         """Run script calls in one pipelined round trip per node; each call's integer."""
