@@ -41,7 +41,13 @@ import feast_repo  # bench/feast_repo.py, beside this script; imports Feast only
 import numpy as np
 import pyarrow as pa
 import redis
-from bench_online_writes import compare_tile_writes, compare_writes, tile_table
+from bench_online_writes import (
+    compare_tile_writes,
+    compare_writes,
+    pipelined_hset,
+    row_mappings,
+    tile_table,
+)
 from redis.utils import HIREDIS_AVAILABLE
 
 from braid.definitions import Aggregation, BatchSource, Entity, Feature, FeatureView
@@ -180,25 +186,14 @@ def hset_rows(client: redis.Redis, rows: pa.Table, expire_ms: int | None = None
               ) -> Callable[[], float]:
     """A timed raw pipelined HSET of ``rows`` (fields pre-encoded outside the timing, batches
     of 1,000 keys) returning its seconds: the baseline materialize is measured against. With
-    ``expire_ms`` each HSET is followed by the key's ``PEXPIRE``: the same commands braid's
-    write of a fresh key sends (DESIGN §4.6 gives every key a garbage-collection expiry; a
-    bare HSET leaves that work out, and on the server it costs about as much as the HSET)."""
+    ``expire_ms`` each HSET is followed by the key's ``PEXPIRE`` (``pipelined_hset``); on the
+    server the expiry costs about as much as the HSET."""
     keys = [f"raw:{{{i}}}" for i in rows.column("user_id").to_pylist()]
-    enc = {"_ts": [str(v) for v in rows.column("_ts").to_pylist()],
-           "f:a": [repr(v) for v in rows.column("a").to_pylist()],
-           "f:b": [str(v) for v in rows.column("b").to_pylist()],
-           "f:c": rows.column("c").to_pylist()}
-    mappings = [dict(zip(enc, vals, strict=True)) for vals in zip(*enc.values(), strict=True)]
+    commands = list(zip(keys, row_mappings(rows), strict=True))
 
     def timed() -> float:
         t = time.perf_counter()
-        for lo in range(0, len(keys), 1000):
-            pipe = client.pipeline(transaction=False)
-            for key, mapping in zip(keys[lo:lo + 1000], mappings[lo:lo + 1000], strict=True):
-                pipe.hset(key, mapping=mapping)
-                if expire_ms is not None:
-                    pipe.pexpire(key, expire_ms)
-            pipe.execute()
+        pipelined_hset(client, commands, expire_ms)
         return time.perf_counter() - t
     return timed
 

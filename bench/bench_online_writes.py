@@ -50,6 +50,30 @@ class Meter:
         return f"client {c:.2f} + server {s:.2f} = {c + s:.2f} us/{unit}"
 
 
+def pipelined_hset(client: Any, commands: list[tuple[str, dict[str, str]]],
+                   expire_ms: int | None = None) -> None:
+    """The raw baseline: one HSET per (key, mapping), 1,000 per redis-py pipeline; with
+    ``expire_ms`` each followed by the key's ``PEXPIRE`` (the commands braid's write of a
+    fresh key sends: DESIGN §4.6 gives every key a garbage-collection expiry)."""
+    for lo in range(0, len(commands), 1000):
+        pipe = client.pipeline(transaction=False)
+        for key, mapping in commands[lo:lo + 1000]:
+            pipe.hset(key, mapping=mapping)
+            if expire_ms is not None:
+                pipe.pexpire(key, expire_ms)
+        pipe.execute()
+
+
+def row_mappings(rows: pa.Table) -> list[dict[str, str]]:
+    """The benchmark rows' hash fields (``_ts``, ``f:a``, ``f:b``, ``f:c``), pre-encoded as
+    braid stores them, for the raw baselines."""
+    enc = {"_ts": [str(v) for v in rows.column("_ts").to_pylist()],
+           "f:a": [repr(v) for v in rows.column("a").to_pylist()],
+           "f:b": [str(v) for v in rows.column("b").to_pylist()],
+           "f:c": rows.column("c").to_pylist()}
+    return [dict(zip(enc, vals, strict=True)) for vals in zip(*enc.values(), strict=True)]
+
+
 def report(what: str, unit: str, n: int, raw: Meter, braid: Meter, rounds: int) -> None:
     rr, br = raw.rate(n), braid.rate(n)
     print(f"materialize {what}: raw pipelined HSET {rr:,.0f} {unit}s/s   braid {br:,.0f} "
@@ -69,26 +93,13 @@ def compare_writes(store: RedisOnlineStore, plan: ViewPlan, rows: pa.Table, roun
     """
     n = rows.num_rows
     ids = rows.column("user_id").to_pylist()
-    enc = {"_ts": [str(v) for v in rows.column("_ts").to_pylist()],
-           "f:a": [repr(v) for v in rows.column("a").to_pylist()],
-           "f:b": [str(v) for v in rows.column("b").to_pylist()],
-           "f:c": rows.column("c").to_pylist()}
-    mappings = [dict(zip(enc, vals, strict=True)) for vals in zip(*enc.values(), strict=True)]
+    mappings = row_mappings(rows)
     client = store.client
     raw_m, braid_m = Meter(client), Meter(client)
 
     def raw(r: int) -> None:
-        keys = [f"rawbench{r}:{{{i}}}" for i in ids]
-
-        def run() -> None:
-            for lo in range(0, n, 1000):
-                pipe = client.pipeline(transaction=False)
-                for key, mapping in zip(keys[lo:lo + 1000], mappings[lo:lo + 1000],
-                                        strict=True):
-                    pipe.hset(key, mapping=mapping)
-                pipe.execute()
-
-        raw_m(run)
+        commands = list(zip([f"rawbench{r}:{{{i}}}" for i in ids], mappings, strict=True))
+        raw_m(lambda: pipelined_hset(client, commands))
 
     def braid(r: int) -> None:
         moved = rows.set_column(1, "_ts", pc.add(rows.column("_ts"), r + 1))
@@ -142,20 +153,12 @@ def compare_tile_writes(store: RedisOnlineStore, plan: ViewPlan, tables: dict[in
     raw_m, braid_m, exp_m = Meter(client), Meter(client), Meter(client)
     exp = expiry_ms(plan)
 
-    def raw(expire: int | None = None) -> None:
-        for lo in range(0, len(raw_cmds), 1000):
-            pipe = client.pipeline(transaction=False)
-            for key, mapping in raw_cmds[lo:lo + 1000]:
-                pipe.hset(key, mapping=mapping)
-                if expire is not None:
-                    pipe.pexpire(key, expire)
-            pipe.execute()
-
     def braid() -> None:
         for hop, table in tables.items():
             store.write_tiles(plan, hop, table)
 
-    sides = [(raw_m, raw), (braid_m, braid), (exp_m, lambda: raw(exp))]
+    sides = [(raw_m, lambda: pipelined_hset(client, raw_cmds)), (braid_m, braid),
+             (exp_m, lambda: pipelined_hset(client, raw_cmds, exp))]
     for r in range(rounds):
         for meter, fn in sides[r % 3:] + sides[:r % 3]:
             meter(fn)

@@ -1,9 +1,5 @@
 """Cutting and decoding micro-batches ahead of the runner, in a child process (DESIGN §7).
 
-(Beside the ``runner`` package, not in it: the child imports only this module, the decoder
-and its log client, not the runner's stores, registry and DuckDB; it starts in about a
-third of the time.)
-
 A runner's batch is *defined* by its offset ranges; reading those records from Kafka and
 decoding them (JSON -> typed Arrow columns, dead letters, lateness by M(p)) does not depend on
 anything the runner writes. So the runner can hand that work to a child process, which reads
@@ -27,7 +23,9 @@ The child is a fresh interpreter running :func:`main` on one end of a socket pai
 ``multiprocessing``'s spawn, which would re-import the caller's ``__main__``). It
 exits when the runner closes its end, including when the runner is killed; it ignores SIGINT
 (the runner finishes its batch and closes it). Used for Kafka logs; the local log is read
-in-process (reading SQLite pages costs little).
+in-process (reading SQLite pages costs little). The module sits beside the ``runner``
+package, not in it, so the child imports only this module, the decoder and its log client
+(not the runner's stores, registry and DuckDB) and starts in about a third of the time.
 """
 
 from __future__ import annotations
@@ -45,10 +43,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from braid.config import KafkaConfig
+from braid.definitions.sources import StreamSource
 from braid_streaming.ingest import Decoder, IngestResult
 from braid_streaming.log.base import Log, LogUnavailableError, Record
 
@@ -119,9 +118,9 @@ class Cut:
 class FetchSpec:
     """What the child needs to start: where to read, from where, and how to cut."""
 
-    kafka: Any  # braid.config.KafkaConfig
+    kafka: KafkaConfig
     root: str
-    source: Any  # braid.definitions.sources.StreamSource
+    source: StreamSource
     key_fields: list[str]
     partitions: list[int]
     offsets: dict[int, int]
@@ -157,7 +156,6 @@ class Fetcher:
             pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)
         theirs.close()
         self._conn = Connection(ours.detach())
-        self._closed = False
         self._asked = False  # a "need" is unanswered
         self._finalizer = weakref.finalize(self, _reap, self._proc, self._conn)
 
@@ -205,10 +203,8 @@ class Fetcher:
             pass  # it died after sending a whole batch: the next take says so
 
     def close(self) -> None:
-        """Stop the child (it drops what it cut ahead) and wait for it."""
-        if not self._closed:
-            self._closed = True
-            self._finalizer()
+        """Stop the child (it drops what it cut ahead) and wait for it (once)."""
+        self._finalizer()
 
 
 def _reap(proc: subprocess.Popen[bytes], conn: Connection) -> None:
@@ -242,9 +238,8 @@ def _serve(conn: Connection) -> None:
     def unavailable(e: LogUnavailableError) -> None:
         conn.send(("unavailable", str(e)))
 
-    def send(records: list[Record], ahead: bool) -> None:
+    def send(records: list[Record], ahead: bool) -> None:  # records grouped by partition
         nonlocal max_ts
-        records.sort(key=attrgetter("partition"))  # stable: offset order within each
         ranges = ranges_of(records, offsets)
         now = time.time_ns() // 1_000_000
         result = decoder.decode(records, max_ts, now)
@@ -276,6 +271,7 @@ def _serve(conn: Connection) -> None:
             elif full and credits:  # a backlog: cut a whole batch before it is asked for
                 # a prefix of the buffer holds a prefix of each partition's records
                 records, buffer, credits = buffer[:limit], buffer[limit:], credits - 1
+                records.sort(key=attrgetter("partition"))  # stable: offset order within each
                 send(records, ahead=True)
             elif not full:
                 try:

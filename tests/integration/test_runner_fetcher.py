@@ -15,8 +15,7 @@ import pytest
 
 from braid.store import FeatureStore
 from braid.timeutil import MINUTE
-from tests.integration.test_runner_kafka_redis import check, repo_on
-from tests.integration.test_runner_repo import base_time, events
+from tests.integration.test_runner_kafka_redis import check, pushed
 from tests.kafka_fixtures import Broker
 
 pytest.importorskip("confluent_kafka")
@@ -46,11 +45,7 @@ def _alive(pid: int) -> bool:
 
 def test_killed_fetch_process_is_replaced_without_loss(tmp_path: Path, redis_url: str,
                                                        tansu: Broker) -> None:
-    root = repo_on(tmp_path, redis_url, tansu.bootstrap)
-    t0 = base_time()
-    evs = events(t0)
-    fs = FeatureStore(root)
-    fs.push("txns", evs)
+    root, fs, t0, evs = pushed(tmp_path, redis_url, tansu.bootstrap)
     killed: list[int] = []
 
     def kill_fetcher(view: str, hop: int | None, chunk: int) -> None:
@@ -69,8 +64,7 @@ def test_killed_fetch_process_is_replaced_without_loss(tmp_path: Path, redis_url
 
 def test_fetch_process_exits_when_its_runner_is_killed(tmp_path: Path, redis_url: str,
                                                         tansu: Broker) -> None:
-    root = repo_on(tmp_path, redis_url, tansu.bootstrap)
-    FeatureStore(root).push("txns", events(base_time()))
+    root = pushed(tmp_path, redis_url, tansu.bootstrap)[0]
     proc = subprocess.Popen(
         [sys.executable, "-c", "from braid.cli.main import main; main()", "--repo", str(root),
          "stream", "run", "--max-wait-ms", "50"],

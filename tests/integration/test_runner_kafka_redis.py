@@ -37,6 +37,18 @@ def repo_on(tmp_path: Path, redis_url: str, bootstrap: str) -> Path:
                             bootstrap=bootstrap, topic=unique_topic("txns"))
 
 
+def pushed(tmp_path: Path, redis_url: str, bootstrap: str
+           ) -> tuple[Path, FeatureStore, int, list[dict[str, Any]]]:
+    """A repository on Redis + the broker with the shared event set pushed: (root, store,
+    t0, events)."""
+    root = repo_on(tmp_path, redis_url, bootstrap)
+    t0 = base_time()
+    evs = events(t0)
+    fs = FeatureStore(root)
+    fs.push("txns", evs)
+    return root, fs, t0, evs
+
+
 def check(fs: FeatureStore, evs: list[dict[str, Any]], t: int) -> None:
     assert_close(online(fs, "user_txn", "user_id", USERS, t),
                  expected(fs, "user_txn", evs, USERS, t))
@@ -51,11 +63,7 @@ def test_redis_and_kafka_give_reference_values(tmp_path: Path, redis_url: str,
                                                tansu: Broker, fetch_process: bool) -> None:
     """Batches cut and decoded by the fetch process, or in the runner's own process, give
     the reference values and the same dead letters."""
-    root = repo_on(tmp_path, redis_url, tansu.bootstrap)
-    t0 = base_time()
-    evs = events(t0)
-    fs = FeatureStore(root)
-    fs.push("txns", evs)
+    root, fs, t0, evs = pushed(tmp_path, redis_url, tansu.bootstrap)
     fs.push("txns", [late_event(t0)])
     produce_bad(fs, bad_records(t0))
     with fs.stream_runner(max_batch=150, max_wait_ms=50,
@@ -72,11 +80,7 @@ def test_redis_and_kafka_give_reference_values(tmp_path: Path, redis_url: str,
 def test_redis_restart_mid_batch_does_not_double_count(tmp_path: Path, redis_url: str,
                                                        redis_server: RedisServer,
                                                        tansu: Broker) -> None:
-    root = repo_on(tmp_path, redis_url, tansu.bootstrap)
-    t0 = base_time()
-    evs = events(t0)
-    fs = FeatureStore(root)
-    fs.push("txns", evs)
+    root, fs, t0, evs = pushed(tmp_path, redis_url, tansu.bootstrap)
     chunks = {"n": 0}
 
     def restart_redis(view: str, hop: int | None, chunk: int) -> None:

@@ -196,8 +196,6 @@ class RedisMeta(MetaStore):
 
     def members_many(self, keys: Iterable[str]) -> dict[str, set[str]]:
         wanted = list(dict.fromkeys(keys))
-        if len(wanted) < 2:
-            return {k: self.members(k) for k in wanted}
         pipe = self.client.pipeline(transaction=False)
         for k in wanted:
             pipe.execute_command("SMEMBERS", "braid:_meta:" + k)

@@ -34,6 +34,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from braid.config import KafkaConfig
 from braid.duck import connect
 from braid.errors import StoreError
 from braid.online import OnlineStore
@@ -93,7 +94,7 @@ class SourceRunner:
     def __init__(self, project: str, source: object, plans: list[ViewPlan], log: Log,
                  online: OnlineStore, registry: Registry, root: Path, key_fields: list[str],
                  options: RunnerOptions, hook: ChunkHook | None = None,
-                 say: Say | None = None, kafka: object | None = None) -> None:
+                 say: Say | None = None, kafka: KafkaConfig | None = None) -> None:
         from braid.definitions.sources import StreamSource
 
         assert isinstance(source, StreamSource)
@@ -123,8 +124,8 @@ class SourceRunner:
         self._kafka = (kafka if options.fetch_process and not isinstance(log, LocalLog)
                        else None)
         self._root = root
-        self.fetcher = (Fetcher(self._kafka.client)  # type: ignore[attr-defined]
-                        if self._kafka is not None else None)  # starts the child
+        self.fetcher = (Fetcher(self._kafka.client)  # starts the child
+                        if self._kafka is not None else None)
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
@@ -157,6 +158,7 @@ class SourceRunner:
                  f"{', '.join(p.name for p in self.plans)}")
 
     def _start_fetcher(self, fetcher: Fetcher) -> None:
+        assert self._kafka is not None
         opts = self.options
         self.fetcher = fetcher
         fetcher.begin(FetchSpec(
@@ -248,7 +250,8 @@ class SourceRunner:
             self.metrics.retries += 1  # it died (killed?): start another from our state
             self.say(f"runner {self.runner_id}: {e}; starting it again")
             fetcher.close()
-            self._start_fetcher(Fetcher(self._kafka.client))  # type: ignore[attr-defined]
+            assert self._kafka is not None
+            self._start_fetcher(Fetcher(self._kafka.client))
             return 0
         if got is None:
             return 0
