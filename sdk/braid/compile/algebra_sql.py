@@ -122,11 +122,22 @@ def chan_group_mean(p: PartialPlan, partition_by: Sequence[exp.Expr]) -> exp.Exp
     The CHAN merge needs the group's mean before it can sum deviations (a sum of squares
     would cancel catastrophically on data like 1e9 + N(0, 1)).
     """
-    n, mean, _ = (col(c) for c in p.columns)
     window = {"partition_by": [e.copy() for e in partition_by]}
-    num = exp.Window(this=exp.Sum(this=exp.Mul(this=n.copy(), expression=mean)), **window)
-    den = exp.Window(this=exp.Sum(this=n), **window)
+    num, den = _chan_mean_sums(p)
+    return exp.Div(this=exp.Window(this=num, **window),
+                   expression=nonzero(exp.Window(this=den, **window)))
+
+
+def chan_grouped_mean(p: PartialPlan) -> exp.Expr:
+    """:func:`chan_group_mean` as an aggregate of a GROUP BY (hashing the groups, where the
+    window sorts them: the tile-close query joins these means back to its rows)."""
+    num, den = _chan_mean_sums(p)
     return exp.Div(this=num, expression=nonzero(den))
+
+
+def _chan_mean_sums(p: PartialPlan) -> tuple[exp.Expr, exp.Expr]:
+    n, mean, _ = (col(c) for c in p.columns)
+    return exp.Sum(this=exp.Mul(this=n.copy(), expression=mean)), exp.Sum(this=n)
 
 
 def merge(p: PartialPlan, d: Dialect, group_mean: exp.Expr | None = None,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from braid.errors import StoreError
@@ -36,6 +36,12 @@ _SQLITE_SCHEMA = ("CREATE TABLE IF NOT EXISTS braid_runner_meta ("
 _SQLITE_SETS = ("CREATE TABLE IF NOT EXISTS braid_runner_sets (key TEXT NOT NULL, "
                 "member TEXT NOT NULL, PRIMARY KEY (key, member)) WITHOUT ROWID")
 _GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+#: Members per Redis SADD / SREM (bounded commands, never one giant call).
+_MEMBERS_PER_CALL = 10_000
+
+#: One metadata write for :meth:`MetaStore.write_many`: ``("set", key, text or None)``,
+#: ``("add", key, members)``, ``("remove", key, members)`` or ``("drop", key, None)``.
+Write = tuple[str, str, Any]
 
 
 class MetaStore(ABC):
@@ -72,6 +78,22 @@ class MetaStore(ABC):
     @abstractmethod
     def drop_members(self, key: str) -> None:
         """Delete the set ``key``."""
+
+    def write_many(self, writes: Sequence[Write]) -> None:
+        """Apply ``writes`` in order (Redis: one pipelined round trip; SQLite: one
+        transaction). Not atomic on Redis: a failure may leave a prefix applied, as the
+        same calls one by one would."""
+        for op, key, arg in writes:
+            if op == "set":
+                self.set(key, arg)
+            elif op == "add":
+                self.add_members(key, arg)
+            elif op == "remove":
+                self.remove_members(key, arg)
+            elif op == "drop":
+                self.drop_members(key)
+            else:
+                raise ValueError(f"unknown metadata write {op!r}")
 
 
 class SqliteMeta(MetaStore):
@@ -151,6 +173,31 @@ class SqliteMeta(MetaStore):
     def drop_members(self, key: str) -> None:
         self._con().execute("DELETE FROM braid_runner_sets WHERE key = ?", (key,))
 
+    def write_many(self, writes: Sequence[Write]) -> None:
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for op, key, arg in writes:
+                if op == "set" and arg is None:
+                    con.execute("DELETE FROM braid_runner_meta WHERE key = ?", (key,))
+                elif op == "set":
+                    con.execute("INSERT OR REPLACE INTO braid_runner_meta VALUES (?, ?)",
+                                (key, arg))
+                elif op == "add":
+                    con.executemany("INSERT OR IGNORE INTO braid_runner_sets VALUES (?, ?)",
+                                    [(key, m) for m in arg])
+                elif op == "remove":
+                    con.executemany("DELETE FROM braid_runner_sets WHERE key = ? AND "
+                                    "member = ?", [(key, m) for m in arg])
+                elif op == "drop":
+                    con.execute("DELETE FROM braid_runner_sets WHERE key = ?", (key,))
+                else:
+                    raise ValueError(f"unknown metadata write {op!r}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
 
 class RedisMeta(MetaStore):
     """Metadata as string keys ``braid:_meta:<key>`` on the Redis online store's server."""
@@ -187,9 +234,7 @@ class RedisMeta(MetaStore):
                 return False
 
     def add_members(self, key: str, members: Iterable[str]) -> None:
-        items = list(members)
-        for lo in range(0, len(items), 10_000):  # bounded commands, never one giant call
-            self._call("SADD", "braid:_meta:" + key, *items[lo:lo + 10_000])
+        self.write_many([("add", key, members)])
 
     def members(self, key: str) -> set[str]:
         return {m.decode() for m in self._call("SMEMBERS", "braid:_meta:" + key)}
@@ -206,12 +251,32 @@ class RedisMeta(MetaStore):
         return {k: {m.decode() for m in r} for k, r in zip(wanted, replies, strict=True)}
 
     def remove_members(self, key: str, members: Iterable[str]) -> None:
-        items = list(members)
-        for lo in range(0, len(items), 10_000):
-            self._call("SREM", "braid:_meta:" + key, *items[lo:lo + 10_000])
+        self.write_many([("remove", key, members)])
 
     def drop_members(self, key: str) -> None:
         self._call("DEL", "braid:_meta:" + key)
+
+    def write_many(self, writes: Sequence[Write]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for op, key, arg in writes:
+            name = "braid:_meta:" + key
+            if op == "set":
+                pipe.execute_command(*(("DEL", name) if arg is None else ("SET", name, arg)))
+            elif op in ("add", "remove"):
+                items = list(arg)
+                for lo in range(0, len(items), _MEMBERS_PER_CALL):
+                    pipe.execute_command("SADD" if op == "add" else "SREM", name,
+                                         *items[lo:lo + _MEMBERS_PER_CALL])
+            elif op == "drop":
+                pipe.execute_command("DEL", name)
+            else:
+                raise ValueError(f"unknown metadata write {op!r}")
+        if not len(pipe):
+            return
+        try:
+            pipe.execute()
+        except self._errors as e:
+            raise StoreError(f"redis metadata writes failed on {self.url}: {e}") from e
 
 
 class _Delegate(MetaStore):

@@ -51,6 +51,7 @@ from braid_streaming.log.local import LocalLog
 from braid_streaming.runner.apply import ChunkHook, apply_view
 from braid_streaming.runner.archive import archive_dir, write_archive
 from braid_streaming.runner.meta import meta_for
+from braid_streaming.runner.meta_cache import CachedMeta
 from braid_streaming.runner.metrics import RunnerMetrics
 from braid_streaming.runner.state import Intent, RunnerError, RunnerState
 from braid_streaming.runner.tile_stats import BatchCloser, watermark
@@ -120,6 +121,8 @@ class SourceRunner:
         self.cache = (TileCache(options.cache_keys)
                       if options.instances == 1 and options.cache_keys else None)
         self._cache_cutoffs: dict[str, dict[int, int]] | None = None
+        # the tile-close sets are this instance's alone too: their reads come from memory
+        self.closer_meta = CachedMeta(self.meta)
         # the child that reads and decodes ahead (Kafka logs; started by start())
         self._kafka = (kafka if options.fetch_process and not isinstance(log, LocalLog)
                        else None)
@@ -304,6 +307,7 @@ class SourceRunner:
         except BaseException:
             if self.cache is not None:  # what the failed try applied is unknown
                 self.cache.clear()
+            self.closer_meta.clear()
             raise
 
     def _apply_batch(self, intent: Intent, result: IngestResult) -> None:
@@ -315,7 +319,7 @@ class SourceRunner:
             write_archive(self.archive, result.table, intent.ranges)
         on_time = result.on_time
         # tile-close statistics need every partition's M(p): one instance only (tile_stats.py)
-        closer = (BatchCloser(self._con, self.meta, self.online, self.registry, self.runner_id,
+        closer = (BatchCloser(self._con, self.closer_meta, self.online, self.registry, self.runner_id,
                               intent.seq, watermark(result.max_ts, self.partitions),
                               intent.cutoffs, self.cache)
                   if self.options.instances == 1 and self.options.tile_stats else None)

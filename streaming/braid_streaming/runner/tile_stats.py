@@ -44,7 +44,7 @@ known to one of them; those runners leave aggregated statistics to the batch pas
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import duckdb
@@ -66,7 +66,7 @@ from braid.stats.stream_tiles import (
     is_final,
     numeric_aggregations,
 )
-from braid_streaming.runner.meta import MetaStore
+from braid_streaming.runner.meta import MetaStore, Write
 
 
 def index_key(plan: ViewPlan, hop: int) -> str:
@@ -108,7 +108,8 @@ class BatchCloser:
 
     Args:
         con: the runner's DuckDB connection (the close values query).
-        meta: the runner's metadata store (open tiles and their entities).
+        meta: the runner's metadata store (open tiles and their entities; the runner passes
+            a :class:`~braid_streaming.runner.meta_cache.CachedMeta` of it).
         online: the online store (the windows' tiles).
         registry: where the snapshots go.
         runner: the runner instance id; with ``seq``, the snapshot rows' guard.
@@ -127,7 +128,7 @@ class BatchCloser:
         self.runner, self.seq = runner, seq
         self.watermark, self.cutoffs = watermark, cutoffs
         self.closed = 0
-        self._writes: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._writes: list[Write] = []
 
     def __call__(self, plan: ViewPlan, hop: int, table: pa.Table) -> None:
         aggs = numeric_aggregations(plan, hop)
@@ -141,8 +142,8 @@ class BatchCloser:
         listed = {int(x) for x in json.loads(raw)} if raw else set()
         tiles = {s for s in listed | set(fresh) if s >= cutoff}
         for s in listed - tiles:  # handed to batch by `braid handoff`: batch counts them
-            self._later(self.meta.drop_members, members_key(plan, hop, s))
-            self._later(self.meta.drop_members, members_key(plan, hop, s, early=True))
+            self._later("drop", members_key(plan, hop, s))
+            self._later("drop", members_key(plan, hop, s, early=True))
         lateness = plan.source.allowed_lateness
         final = sorted(s for s in tiles if is_final(s, hop, lateness, self.watermark))
         reach = prune_span(plan, hop) - max(a.window for a in plan.aggregations
@@ -184,12 +185,12 @@ class BatchCloser:
                   sets: Mapping[str, set[str]]) -> None:
         """Step 3: the sets and the index after this batch's closes were saved."""
         for s in final:
-            self._later(self.meta.drop_members, members_key(plan, hop, s))
-            self._later(self.meta.drop_members, members_key(plan, hop, s, early=True))
+            self._later("drop", members_key(plan, hop, s))
+            self._later("drop", members_key(plan, hop, s, early=True))
         for s, ks in early.items():
             if ks:
-                self._later(self.meta.add_members, members_key(plan, hop, s, early=True), ks)
-                self._later(self.meta.remove_members, members_key(plan, hop, s), ks)
+                self._later("add", members_key(plan, hop, s, early=True), ks)
+                self._later("remove", members_key(plan, hop, s), ks)
         still_open = sorted(tiles - set(final))
         for s in still_open:
             if not fresh.get(s):
@@ -199,16 +200,17 @@ class BatchCloser:
                 gone = sets[members_key(plan, hop, s, early=True)]
             add = fresh[s] - gone - set(early.get(s, []))
             if add:
-                self._later(self.meta.add_members, members_key(plan, hop, s), sorted(add))
+                self._later("add", members_key(plan, hop, s), sorted(add))
         text = json.dumps(still_open) if still_open else None
         if text != index:  # most batches add to open tiles and close none: no write
-            self._later(self.meta.set, index_key(plan, hop), text)
+            self._later("set", index_key(plan, hop), text)
 
-    def _later(self, write: Callable[..., None], *args: Any) -> None:
-        self._writes.append((write, args))
+    def _later(self, op: str, key: str, arg: Any = None) -> None:
+        self._writes.append((op, key, arg))
 
     def commit(self) -> None:
-        """Apply the batch's metadata writes (call after the batch's online writes)."""
-        for write, args in self._writes:
-            write(*args)
+        """Apply the batch's metadata writes, in order and at once (call after the batch's
+        online writes)."""
+        if self._writes:
+            self.meta.write_many(self._writes)
         self._writes.clear()
