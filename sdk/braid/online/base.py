@@ -141,6 +141,18 @@ def tile_starts(plan: ViewPlan, hop: int, table: pa.Table) -> pa.Array:
     return starts
 
 
+def merge_keys(plan: ViewPlan, hop: int, table: pa.Table) -> tuple[list[str], list[int], bool]:
+    """The store key and tile start of every delta row, and whether each (key, tile) pair
+    occurs once (a merge of repeated pairs folds them on the server, in order)."""
+    keys, starts = key_array(plan, table), tile_starts(plan, hop, table)
+    ids = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    at = starts.to_numpy(zero_copy_only=False)
+    order = np.lexsort((at, ids))
+    repeated = np.any((np.diff(ids[order]) == 0) & (np.diff(at[order]) == 0))
+    starts_list: list[int] = pylist(starts)
+    return pylist(keys), starts_list, not repeated
+
+
 def prepare_tiles(plan: ViewPlan, hop: int, table: pa.Table) -> TileBatch:
     """Encode tile rows (entity keys, ``tile_start``, the hop's partial columns)."""
     codec = TileCodec(plan, hop)

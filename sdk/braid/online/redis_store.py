@@ -31,11 +31,11 @@ from braid.online.base import (
     SeqGuard,
     TileBatch,
     count_positions,
+    merge_keys,
     prepare_rows,
     prepare_tiles,
-    tile_starts,
 )
-from braid.online.encoding import TileCodec, encode_keys, expiry_ms, key_array, prune_span
+from braid.online.encoding import TileCodec, expiry_ms, key_array, prune_span
 from braid.online.lua import (
     MERGE_TILES,
     MERGE_WRITE,
@@ -221,9 +221,8 @@ class RedisOnlineStore(OnlineStore):
         if table.num_rows == 0:
             return 0
         codec = TileCodec(plan, hop)
-        starts = pylist(tile_starts(plan, hop, table))
-        keys = encode_keys(plan, table)
-        if len(set(zip(keys, starts, strict=True))) != len(keys):
+        keys, starts, unique = merge_keys(plan, hop, table)
+        if not unique:
             if cache is not None:
                 cache.drop(plan.namespace, keys)
             return self._merge_in_lua(plan, hop, table, guard)

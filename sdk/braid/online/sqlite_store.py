@@ -34,16 +34,15 @@ from braid.online.base import (
     SeqGuard,
     count_positions,
     lowers_count,
+    merge_keys,
     prepare_rows,
     prepare_tiles,
-    tile_starts,
 )
 from braid.online.encoding import (
     CT_FIELD,
     TS_FIELD,
     TileCodec,
     canonical,
-    encode_keys,
     expiry_ms,
     prune_span,
     pruned,
@@ -293,11 +292,10 @@ class SqliteOnlineStore(OnlineStore):
         if table.num_rows == 0:
             return 0
         codec = TileCodec(plan, hop)
-        starts = pylist(tile_starts(plan, hop, table))
-        keys = encode_keys(plan, table)
+        keys, starts, unique = merge_keys(plan, hop, table)
         prefix = f"{hop}:"
         fields = [prefix + str(s) for s in starts]
-        if len(set(zip(keys, starts, strict=True))) != len(keys):
+        if not unique:
             if cache is not None:
                 cache.drop(plan.namespace, keys)
             return self._merge_tiles_each(plan, hop, table, guard)
@@ -325,8 +323,9 @@ class SqliteOnlineStore(OnlineStore):
                 if done:
                     keep = [k not in done for k in keys]
                     table = table.filter(pa.array(keep, pa.bool_()))
-                    keys, fields, starts = ([x for x, ok in zip(xs, keep, strict=True) if ok]
-                                            for xs in (keys, fields, starts))
+                    keys, fields = ([x for x, ok in zip(xs, keep, strict=True) if ok]
+                                    for xs in (keys, fields))
+                    starts = [x for x, ok in zip(starts, keep, strict=True) if ok]
                     uniq = [k for k in uniq if k not in done]
                 if not uniq:
                     return 0
