@@ -65,15 +65,20 @@ def _parse_column(text: pa.Array, dtype: DType) -> pa.Array:
     return pc.cast(text, _arrow_type(dtype))
 
 
-def _old_columns(codec: TileCodec, old: Sequence[bytes | None]) -> list[pa.Array]:
+def _old_columns(codec: TileCodec, old: Sequence[bytes | None] | pa.Array) -> list[pa.Array]:
     """Every field of the stored values as a typed column (NULL where no tile is stored)."""
-    blank = b"," * (codec.width - 1)
-    raw = pa.array([blank if v is None else v for v in old], pa.binary()).cast(pa.string())
+    if isinstance(old, pa.Array):
+        raw = old.cast(pa.string())
+        if raw.null_count:
+            raw = pc.fill_null(raw, "," * (codec.width - 1))
+    else:
+        blank = b"," * (codec.width - 1)
+        raw = pa.array([blank if v is None else v for v in old], pa.binary()).cast(pa.string())
     parts = pc.split_pattern(raw, ",")
     lengths = pc.list_value_length(parts)
     if pc.any(pc.not_equal(lengths, codec.width)).as_py():
         i = pc.index(pc.not_equal(lengths, codec.width), True).as_py()
-        bad = old[i] or b""
+        bad = raw[i].as_py().encode()
         raise StoreError(f"tile value {bad[:80]!r} has {lengths[i].as_py()} fields, the plan "
                          f"expects {codec.width}")
     flat = pc.list_flatten(parts)
@@ -85,9 +90,10 @@ def _old_columns(codec: TileCodec, old: Sequence[bytes | None]) -> list[pa.Array
     return out
 
 
-def decode_columns(codec: TileCodec, values: Sequence[bytes | None]) -> pa.Table:
-    """Stored tile values as a table of the hop's partial columns (``PartialPlan.columns``,
-    typed; NULL for an empty partial or an absent tile)."""
+def decode_columns(codec: TileCodec, values: Sequence[bytes | None] | pa.Array) -> pa.Table:
+    """Stored tile values (a list, or a binary or string array) as a table of the hop's
+    partial columns (``PartialPlan.columns``, typed; NULL for an empty partial or an absent
+    tile)."""
     names = [c for p in codec.partials for c in p.columns]
     return pa.table(dict(zip(names, _old_columns(codec, values), strict=True)))
 

@@ -138,11 +138,10 @@ def _stored_tiles(online: OnlineStore, codec: TileCodec, closes: pa.Table, wides
     hop = codec.hop
     # per key the span of its closes' windows: tiles outside a close's window are left out
     # by the close query's range join, so one span per key serves all of its closes
-    span: dict[str, tuple[int, int]] = {}
-    for key, s in zip(pylist(closes.column(KEY)), pylist(closes.column(TILE_START)),
-                      strict=True):
-        lo, hi = span.get(key, (s, s))
-        span[key] = (min(lo, s), max(hi, s))
+    per_key = closes.group_by(KEY).aggregate([(TILE_START, "min"), (TILE_START, "max")])
+    span = dict(zip(pylist(per_key.column(KEY)),
+                    zip(pylist(per_key.column(f"{TILE_START}_min")),
+                        pylist(per_key.column(f"{TILE_START}_max")), strict=True), strict=True))
     keys: list[str] = []
     starts: list[int] = []
     raws: list[bytes | None] = []
@@ -169,9 +168,9 @@ def _stored_tiles(online: OnlineStore, codec: TileCodec, closes: pa.Table, wides
             keys += [key] * len(unknown[key])
             starts += unknown[key]
             raws += row
-    found = pa.array([r is not None for r in raws], pa.bool_())
-    raws = [r for r in raws if r is not None]
-    body = decode_columns(codec, raws)
+    values = pa.array(raws, pa.binary())  # an absent tile is NULL
+    found = values.is_valid()
+    body = decode_columns(codec, values.filter(found))
     head = pa.table({KEY: pa.array(keys, pa.string()), TILE_START: pa.array(starts, pa.int64())}
                     ).filter(found)
     for name in body.column_names:
