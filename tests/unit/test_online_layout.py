@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from braid.definitions import Aggregation, BatchSource, Entity, Feature, FeatureView
+from braid.errors import StoreError
 from braid.online import OnlineStore, SqliteOnlineStore
 from braid.online.encoding import (
     TileCodec,
@@ -22,6 +23,7 @@ from braid.online.encoding import (
     expiry_ms,
     prune_span,
 )
+from braid.online.tilemerge import decode_columns
 from braid.plan import ViewPlan, lower
 from braid.timeutil import DAY, HOUR, MINUTE
 
@@ -119,6 +121,23 @@ def test_tile_codec_round_trip(plan: ViewPlan) -> None:
         ]
         assert codec.decode(codec.encode(partials).encode()) == partials
     assert codec.lua_layout == "SiSfiLiis"
+
+
+def test_decode_columns_of_lists_and_arrays_agree(plan: ViewPlan) -> None:
+    codec = TileCodec(plan, H)
+    rng = random.Random(6)
+    values = [codec.encode([(rng.randrange(9),), (rng.uniform(0, 9), 2), None]).encode()
+              for _ in range(50)] + [None]
+    names = [c for p in codec.partials for c in p.columns]
+    as_list = decode_columns(codec, values)
+    assert as_list.column_names == names
+    assert decode_columns(codec, pa.array(values, pa.binary())).equals(as_list)
+    assert as_list.slice(50).to_pylist() == [dict.fromkeys(names)]  # absent: all NULL
+    first = codec.decode(values[0])
+    assert as_list.column(names[0])[0].as_py() == first[0][0]
+    for bad in ([b"1,2"], pa.array([b"1,2"], pa.binary())):
+        with pytest.raises(StoreError, match=r"tile value b'1,2' has 2 fields, the plan"):
+            decode_columns(codec, bad)
 
 
 def test_expiry_and_prune_span(plan: ViewPlan) -> None:
