@@ -296,17 +296,17 @@ def _sum_events(qty: dict[int, list[int | None]]) -> list[tuple[int, int, bytes,
                   for p in (0, 1)]
 
 
-def _run_sum_job(broker: str, jar: Path, project: str,
-                 qty: dict[int, list[int | None]]) -> dict[int, Any]:
-    """A bounded run of the compiled job; the qty sum per user (upsert: the last write wins)."""
+def _run_sum_job(broker: str, jar: Path, project: str, qty: dict[int, list[int | None]],
+                 settings: dict[str, str] | None = None) -> dict[int, Any]:
+    """A bounded run of the compiled job (its own restart strategy, unless ``settings``
+    replace it); the qty sum per user (upsert: the last write wins)."""
     from braid_streaming.flink.runner import execute
 
     plan = _sum_plan(project)
     assert plan.hops == (5 * MINUTE,)  # one tile per user: its events span seconds
     _produce(broker, plan.source.topic, _sum_events(qty))
     job = FlinkCompiler(project, [plan], broker, bounded=True).compile()
-    # a failing test job must fail, not restart from its checkpoint forever
-    job.settings["restart-strategy.type"] = "none"
+    job.settings.update(settings or {})
     started = time.monotonic()
     try:
         execute(job, jar, wait=True)
@@ -335,13 +335,39 @@ def test_integer_sums_are_exact_int64_in_flink(broker: str, udaf_jar: Path) -> N
 
 
 @pytest.mark.kafka
+@pytest.mark.timeout(900)
 def test_an_int64_sum_overflow_fails_the_flink_job(broker: str, udaf_jar: Path) -> None:
     """Flink's SUM(BIGINT) would write 2^62 + 2^62 as -2^63; braid_exact_sum fails the job."""
     qty: dict[int, list[int | None]] = {1: [2**62, 2**62], 2: [1, 2]}
     with pytest.raises(OverflowError64):
         build(_sum_spec(), [(T0, None, v) for v in qty[1]])  # the Python algebra refuses it
+    # the compiled restart strategy, its first restart an hour away: only a failure that
+    # suppresses restarts (as braid_exact_sum's does) ends this run before the test times out
+    hour = {"restart-strategy.exponential-delay.initial-backoff": "1 h",
+            "restart-strategy.exponential-delay.max-backoff": "1 h"}
     with pytest.raises(OverflowError64, match=r"^braid overflow: an int64 sum left the int64 "
                                               r"range \(exact sum 9223372036854775808\)"):
-        _run_sum_job(broker, udaf_jar, "overflow", qty)
+        _run_sum_job(broker, udaf_jar, "overflow", qty, settings=hour)
     # no wrapped value was written (user 2's tile may or may not have been)
     assert 1 not in {k["user_id"] for k, _ in _read(broker, "braid.overflow.user_qty.tiles", 1.0)}
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(900)
+def test_the_managed_worker_reports_the_overflow(broker: str, udaf_jar: Path) -> None:
+    """``braid flink status`` shows why a managed job failed: the worker reads the cause."""
+    from braid_streaming.flink.manage import RunStatus
+    from braid_streaming.flink.runner import execute
+    from braid_streaming.flink.worker import outcome
+
+    plan = _sum_plan("overflow2")
+    _produce(broker, plan.source.topic, _sum_events({1: [2**62, 2**62]}))
+    job = FlinkCompiler("overflow2", [plan], broker, bounded=True).compile()
+    client = execute(job, udaf_jar, wait=False).get_job_client()
+    while (ended := outcome(client)) is None:  # the worker's poll
+        time.sleep(0.5)  # no restarts: it fails at once (the pytest timeout bounds a hang)
+    state, error = ended
+    assert state == "failed"
+    assert error is not None and error.startswith("braid overflow: an int64 sum left")
+    shown = RunStatus(False, None, "failed", "abc", error=error).render()
+    assert f"failed: {error}" in shown.splitlines()

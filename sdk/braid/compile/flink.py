@@ -144,6 +144,8 @@ class FlinkCompiler:
         checkpoint_dir: where retained checkpoints go (e.g. ``file:///.../data/flink``).
         state_ttl_margin_ms: added to the largest ``hop + L`` for ``table.exec.state.ttl``.
         parallelism: default operator parallelism.
+        restart_attempts: restarts in a row (no hour of health between them) before the
+            job fails.
     """
 
     project: str
@@ -156,6 +158,7 @@ class FlinkCompiler:
     checkpoint_dir: str | None = None
     state_ttl_margin_ms: int = DAY
     parallelism: int = 1
+    restart_attempts: int = 10
 
     @property
     def views(self) -> list[ViewPlan]:
@@ -192,6 +195,17 @@ class FlinkCompiler:
             "table.exec.state.ttl": f"{self.state_ttl_ms()} ms",
             "execution.checkpointing.interval": f"{self.checkpoint_interval_ms} ms",
             "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+            # transient failures (a broker or sink outage) restart from the last checkpoint,
+            # 1 s, 2 s, ... up to 1 min apart; the 10th in a row without an hour of health
+            # between them fails the job (Flink's default retries forever). An int64 overflow
+            # fails it at once (braid_exact_sum suppresses restarts).
+            "restart-strategy.type": "exponential-delay",
+            "restart-strategy.exponential-delay.initial-backoff": "1 s",
+            "restart-strategy.exponential-delay.max-backoff": "1 min",
+            "restart-strategy.exponential-delay.backoff-multiplier": "2.0",
+            "restart-strategy.exponential-delay.reset-backoff-threshold": "1 h",
+            "restart-strategy.exponential-delay.attempts-before-reset-backoff":
+                str(self.restart_attempts),
         }
         if self.checkpoint_dir:
             out["execution.checkpointing.dir"] = self.checkpoint_dir

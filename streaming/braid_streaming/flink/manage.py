@@ -92,6 +92,7 @@ class RunStatus:
     job_id: str | None = None
     restored_from: str | None = None
     latest_checkpoint: str | None = None
+    error: str | None = None
 
     def render(self) -> str:
         head = (f"running (pid {self.pid})" if self.running
@@ -101,6 +102,8 @@ class RunStatus:
             lines.append(f"job id: {self.job_id}")
         if self.restored_from:
             lines.append(f"restored from: {self.restored_from}")
+        if self.error:
+            lines.append(f"failed: {self.error}")
         lines.append(f"latest checkpoint: {self.latest_checkpoint or 'none'}")
         return "\n".join(lines)
 
@@ -220,7 +223,7 @@ def status(paths: FlinkPaths) -> RunStatus:
     st = _read_status(paths)
     ckpt = latest_checkpoint(paths)
     return RunStatus(pid is not None, pid, st.get("state", "never started"), st.get("job_id"),
-                     st.get("restored_from"), str(ckpt) if ckpt else None)
+                     st.get("restored_from"), str(ckpt) if ckpt else None, st.get("error"))
 
 
 def _tail(path: Path, lines: int = 5) -> str:

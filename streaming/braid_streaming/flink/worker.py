@@ -5,7 +5,7 @@ STACK.md).
 Started detached by :func:`braid_streaming.flink.manage.start_local` as
 ``python -m braid_streaming.flink.worker --job job.json --jar udafs.jar --status status.json``.
 It writes its state to the status file (``starting``, ``running`` with the job id,
-``finished``, ``failed``, ``stopped``). SIGTERM or SIGINT stops the job gracefully: a
+``finished``, ``failed`` with the cause, e.g. ``braid overflow: ...``, ``stopped``). SIGTERM or SIGINT stops the job gracefully: a
 stop-with-savepoint into ``--savepoints`` (the next run resumes from it), or a cancel if that
 fails (the retained checkpoints stay, RETAIN_ON_CANCELLATION). No data moves through py4j.
 """
@@ -55,6 +55,36 @@ def _stop_job(client: Any, savepoints: str | None) -> str:
     return "cancelled (retained checkpoints kept)"
 
 
+def outcome(client: Any) -> tuple[str, str | None] | None:
+    """None while the job runs; once it ended, ``("finished" | "failed" | "canceled",
+    why it failed)``. A local MiniCluster shuts down with its job, so a status call that
+    fails means the job ended: its execution result tells how."""
+    try:
+        state = client.get_job_status().result().name
+    except Exception:
+        state = "ENDED"
+    if state not in ("FINISHED", "FAILED", "CANCELED", "ENDED"):
+        return None
+    if state == "CANCELED":
+        return "canceled", None
+    error = failure_of(client)
+    return ("failed", error) if error else ("finished", None)
+
+
+def failure_of(client: Any) -> str | None:
+    """Why a failed job failed: its ``braid overflow: ...`` line if an int64 sum overflowed
+    (DESIGN §4.3), else the first line of the root cause Flink reports."""
+    from braid_streaming.flink.runner import overflow_cause
+
+    try:
+        client.get_job_execution_result().result()
+    except Exception as e:  # a py4j error holding the Java trace
+        text = str(e)
+        lines = [t.strip() for t in text.splitlines() if "Caused by:" in t]
+        return overflow_cause(text) or (lines[-1] if lines else text.splitlines()[0])[:500]
+    return None
+
+
 def run(job_path: Path, jar: Path, status: Path, savepoints: str | None,
         poll_s: float = 1.0) -> int:
     """Run the job until it ends or a stop signal arrives; returns the exit code."""
@@ -78,11 +108,12 @@ def run(job_path: Path, jar: Path, status: Path, savepoints: str | None,
         if time.monotonic() - last_check < poll_s:
             continue
         last_check = time.monotonic()
-        state = str(client.get_job_status().result())
-        if state in ("FINISHED", "FAILED", "CANCELED"):
-            _status(status, state=state.lower(), job_id=job_id)
-            print(f"job {job_id} {state}", flush=True)
-            return 0 if state == "FINISHED" else 1
+        ended = outcome(client)
+        if ended is not None:
+            state, error = ended
+            _status(status, state=state, job_id=job_id, **({"error": error} if error else {}))
+            print(f"job {job_id} {state}" + (f": {error}" if error else ""), flush=True)
+            return 0 if state == "finished" else 1
     how = _stop_job(client, savepoints)
     _status(status, state="stopped", job_id=job_id, how=how)
     print(f"job {job_id} {how}", flush=True)

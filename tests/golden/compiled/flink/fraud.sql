@@ -22,6 +22,18 @@ SET 'execution.checkpointing.interval' = '1000 ms';
 
 SET 'execution.checkpointing.externalized-checkpoint-retention' = 'RETAIN_ON_CANCELLATION';
 
+SET 'restart-strategy.type' = 'exponential-delay';
+
+SET 'restart-strategy.exponential-delay.initial-backoff' = '1 s';
+
+SET 'restart-strategy.exponential-delay.max-backoff' = '1 min';
+
+SET 'restart-strategy.exponential-delay.backoff-multiplier' = '2.0';
+
+SET 'restart-strategy.exponential-delay.reset-backoff-threshold' = '1 h';
+
+SET 'restart-strategy.exponential-delay.attempts-before-reset-backoff' = '10';
+
 CREATE TEMPORARY FUNCTION IF NOT EXISTS `braid_latest` AS 'dev.braid.flink.Latest' LANGUAGE JAVA;
 
 CREATE TEMPORARY FUNCTION IF NOT EXISTS `braid_welford` AS 'dev.braid.flink.Welford' LANGUAGE JAVA;

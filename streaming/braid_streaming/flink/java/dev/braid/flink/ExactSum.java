@@ -20,8 +20,9 @@ import org.apache.flink.types.Row;
  * covers, not on their arrival order or on how the local/global (mini-batch) aggregation
  * splits them, and agrees with DuckDB's HUGEINT sum over the same events. A value outside
  * int64 throws an ArithmeticException whose message starts with "braid overflow:" (the
- * Flink runner raises it as OverflowError64), which fails the job: a wrapped value is never
- * written.
+ * Flink runner raises it as OverflowError64), inside a SuppressRestartsException: the job
+ * fails without restarting (a restart would meet the same events), and a wrapped value is
+ * never written.
  *
  * <p>NULL inputs are ignored; with no non-null input the result is NULL (braid's canonical
  * empty partial, what the built-in SUM gives). No retract: the tiles' GROUP BY reads
@@ -81,10 +82,27 @@ public class ExactSum extends AggregateFunction<Long, Row> {
         long carry = (Long) acc.getField(1);
         if (carry != 0L) {
             BigInteger exact = BigInteger.valueOf(carry).shiftLeft(64).add(BigInteger.valueOf(s));
-            throw new ArithmeticException(
+            throw noRestart(new ArithmeticException(
                     "braid overflow: an int64 sum left the int64 range (exact sum " + exact
-                    + "); DESIGN 4.3: integer sums are exact and overflow is an error");
+                    + "); DESIGN 4.3: integer sums are exact and overflow is an error"));
         }
         return s;
+    }
+
+    /**
+     * The overflow wrapped in Flink's SuppressRestartsException: the same events overflow
+     * again after every restart from a checkpoint, so the job fails at once instead of
+     * restarting until the restart strategy gives up. Looked up by name, as it lives in
+     * Flink's runtime (not on the UDAF's compile classpath); without it, the overflow itself.
+     */
+    private static RuntimeException noRestart(ArithmeticException overflow) {
+        try {
+            return (RuntimeException) Class
+                    .forName("org.apache.flink.runtime.execution.SuppressRestartsException")
+                    .getConstructor(Throwable.class)
+                    .newInstance(overflow);
+        } catch (ReflectiveOperationException | ClassCastException e) {
+            return overflow;
+        }
     }
 }
