@@ -13,7 +13,7 @@ import pytest
 
 from braid.online import OnlineStore, SeqGuard
 from braid.online.encoding import TileCodec, key_prefix, prune_span
-from braid.online.tilecache import TileCache
+from braid.online.tilecache import TileCache, key_runs
 from braid.plan import ViewPlan
 from tests.integration.test_online_contract import (
     T0,
@@ -137,3 +137,34 @@ def test_a_failed_batch_leaves_the_cache_without_its_keys(store: OnlineStore) ->
     # reads each key's guard, so every delta counts once either way
     assert {u: {f: v for f, v in h.items() if not f.startswith("_seq")} for u, h in got.items()} \
         == {u: {f: v for f, v in h.items() if not f.startswith("_seq")} for u, h in want.items()}
+
+
+def test_interleaved_keys_merge_and_replay_like_grouped_ones(store: OnlineStore) -> None:
+    """Deltas whose keys come back later in the table (not as the runner orders them) merge
+    the same, and a replay skips exactly the keys the guard says were applied."""
+    plan = make_plan()
+    other = dataclasses.replace(plan, project="proj_reference")
+    work = batches(plan, 4, seed=9)
+    run(store, other, work, None)
+    rng = random.Random(3)
+    mixed = [rng.sample(entries, len(entries)) for entries in work]
+    cache = TileCache()
+    run(store, plan, mixed[:3], cache)
+    crash = mixed[3]
+    with store.batch():  # the first chunk lands, then the whole batch is replayed at once
+        store.merge_tiles(plan, H, tiles_table(plan, H, chunks(crash)[0]),
+                          guard=SeqGuard("r", 4), cache=cache)
+    with store.batch():
+        applied = store.merge_tiles(plan, H, tiles_table(plan, H, crash),
+                                    guard=SeqGuard("r", 4), cache=cache)
+    assert applied == len({e[0] for e in crash}) - len({e[0] for e in chunks(crash)[0]})
+    assert tiles_of(store, plan) == tiles_of(store, other)
+
+
+def test_key_runs_group_each_keys_rows() -> None:
+    assert key_runs([]) == (None, {})
+    order, runs = key_runs(["a", "a", "b", "c", "c"])
+    assert order is None and runs == {"a": range(0, 2), "b": range(2, 3), "c": range(3, 5)}
+    order, runs = key_runs(["b", "a", "b", "c", "a"])
+    assert order is not None and order.tolist() == [0, 2, 1, 4, 3]  # stable
+    assert runs == {"b": range(0, 2), "a": range(2, 4), "c": range(4, 5)}

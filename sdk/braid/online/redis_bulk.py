@@ -162,11 +162,11 @@ def state_calls(nodes: RedisNodes, sha: str, merge: CachedMerge,
     widths: list[int] = []
     rows, deads, expire = merge.rows, merge.dead, merge.expire
     for key in keys:
-        idx = rows[key]
-        n, dead = len(idx), deads.get(key)
+        r = rows[key]
+        n, dead = len(r), deads.get(key)
         m = len(dead) if dead else 0
         parts = [_num(n), _num(m), _E[key in expire]]
-        parts += [pairs[i] for i in idx]
+        parts += pairs[r.start:r.stop]
         if dead:
             parts += [bulk_text(f"{hop}:{s}") for s in dead]
         blobs.append(b"".join(parts))

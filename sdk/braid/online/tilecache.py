@@ -40,8 +40,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from braid.arrowutil import pylist
 from braid.online.encoding import EXPIRE_REFRESH_MS, FIELD_PREFIX, TileCodec, pruned
 from braid.online.tilemerge import merge_tile_values
 
@@ -152,7 +155,7 @@ class TileCache:
 class CachedMerge:
     """One hop's merge of deltas into cached tiles.
 
-    ``rows`` maps each applied key to its rows (guard-skipped keys are left out); per row
+    ``rows`` maps each applied key to its rows, a range (guard-skipped keys are left out); per row
     ``starts``, ``fields`` and the merged ``values``; per key the tile starts pruning drops
     (``dead``) and whether its expiry is due (``expire``). The cache holds the merge as soon
     as it is computed (so a second merge of a key in the same batch sees it, or is skipped
@@ -162,7 +165,7 @@ class CachedMerge:
     namespace: str
     hop: int
     entries: dict[str, CachedKey]
-    rows: dict[str, list[int]]
+    rows: dict[str, range]
     starts: list[int]
     fields: list[str]
     values: list[bytes]
@@ -182,17 +185,35 @@ class CachedMerge:
                 entry.expire_after = now + min(EXPIRE_REFRESH_MS / 1000, expiry_s)
 
 
+def key_runs(keys: list[str]) -> tuple[np.ndarray | None, dict[str, range]]:
+    """Each key's rows as one contiguous range: ``(None, ranges)`` when every key's rows
+    are already adjacent (deltas come ordered by key), else ``(order, ranges)`` with the
+    stable order that makes them so (the ranges are of the reordered rows)."""
+    if not keys:
+        return None, {}
+    encoded = pc.dictionary_encode(pa.array(keys, pa.string()))
+    codes = encoded.indices.to_numpy(zero_copy_only=False)  # numbered by first appearance
+    order = None
+    if len(codes) > 1 and bool(np.any(np.diff(codes) < 0)):  # a key comes back later
+        order = np.argsort(codes, kind="stable")
+        codes = codes[order]
+    bounds = [0, *(np.flatnonzero(np.diff(codes)) + 1).tolist(), len(codes)]
+    names: list[str] = pylist(encoded.dictionary)  # in code order: the runs' order
+    return order, {k: range(lo, hi) for k, lo, hi in zip(names, bounds[:-1], bounds[1:],
+                                                          strict=True)}
+
+
 def cached_merge(cache: TileCache, namespace: str, codec: TileCodec, deltas: pa.Table,
                  keys: list[str], starts: list[int], guard: tuple[str, int] | None,
                  span: int, read: Callable[[list[str]], Sequence[Mapping[str, bytes]]]
                  ) -> CachedMerge:
     """The merge of ``deltas`` (one row per distinct (key, tile_start)) into the cached
     tiles; keys the cache lacks are read whole with ``read`` first. The cache holds the
-    merged states, pruning and guard once they are computed (see :class:`CachedMerge`)."""
+    merged states, pruning and guard once they are computed (see :class:`CachedMerge`).
+    The merge's rows are the deltas' with each key's rows made adjacent (``rows`` are
+    ranges of them)."""
     hop = codec.hop
-    rows: dict[str, list[int]] = {}
-    for i, key in enumerate(keys):
-        rows.setdefault(key, []).append(i)
+    order, rows = key_runs(keys)
     entries, missing = cache.entries(namespace, rows)
     if missing:
         for key, stored in zip(missing, read(missing), strict=True):
@@ -200,38 +221,37 @@ def cached_merge(cache: TileCache, namespace: str, codec: TileCodec, deltas: pa.
     if guard is not None:
         done = [k for k in rows if entries[k].seqs.get(guard[0], -1) >= guard[1]]
         if done:  # applied before a crash: the replay skips them (DESIGN §7)
-            for k in done:
-                del rows[k]
-            take = [i for idx in rows.values() for i in idx]
-            deltas = deltas.take(pa.array(take, pa.int64()))
-            keys, starts = [keys[i] for i in take], [starts[i] for i in take]
-            rows = {}
-            for i, key in enumerate(keys):
-                rows.setdefault(key, []).append(i)
-    old: list[bytes | None] = [None] * len(keys)
+            gone = set(done)
+            keep = [(k, r) for k, r in rows.items() if k not in gone]
+            at = np.arange(len(keys)) if order is None else order
+            order = np.concatenate([at[r.start:r.stop] for _, r in keep] or [at[:0]])
+            rows, lo = {}, 0
+            for k, r in keep:
+                rows[k], lo = range(lo, lo + len(r)), lo + len(r)
+    if order is not None:
+        deltas = deltas.take(pa.array(order, pa.int64()))
+        keys, starts = [keys[i] for i in order], [starts[i] for i in order]
+    old: list[bytes | None] = []
     dead: dict[str, list[int]] = {}
     expire: set[str] = set()
     now = time.monotonic()
-    for key, idx in rows.items():
+    for key, r in rows.items():
         entry = entries[key]
-        tiles = entry.hops.get(hop) or {}
-        grew = False
-        for i in idx:
-            v = tiles.get(starts[i])
-            old[i] = v
-            grew = grew or v is None
-        if grew:  # only a new tile moves the key's newest tile, and with it the pruning
-            gone = entry.dead(hop, max(starts[i] for i in idx), span)
-            if gone:
-                dead[key] = gone
+        tiles = entry.hops.get(hop)
+        mine = starts[r.start:r.stop]
+        got = [tiles.get(s) for s in mine] if tiles else [None] * len(mine)
+        old += got
+        if None in got:  # only a new tile moves the key's newest tile, and with it pruning
+            pruned_starts = entry.dead(hop, max(mine), span)
+            if pruned_starts:
+                dead[key] = pruned_starts
         if entry.expire_after <= now:
             expire.add(key)
     values = merge_tile_values(codec, old, deltas) if rows else []
-    for key, idx in rows.items():  # computed without error: the cache holds it now
+    for key, r in rows.items():  # computed without error: the cache holds it now
         entry = entries[key]
         tiles = entry.tiles(hop)
-        for i in idx:
-            tiles[starts[i]] = values[i]
+        tiles.update(zip(starts[r.start:r.stop], values[r.start:r.stop], strict=True))
         for s in dead.get(key, ()):
             del tiles[s]
         if guard is not None:

@@ -59,7 +59,8 @@ def guard_runner(runner_id: str, hop: int) -> str:
 
 def _chunked_tiles(compiler: DuckDBCompiler, events: exp.Select, hop: int,
                    cutoff: int, chunk_keys: int) -> exp.Select:
-    """Tiles of ``hop`` with ``tile_start >= cutoff``, numbered in chunks of keys."""
+    """Tiles of ``hop`` with ``tile_start >= cutoff``, numbered in chunks of keys, ordered
+    by chunk, key and tile (a key's rows adjacent, as the cached merge wants them)."""
     keys = [col(k) for k in compiler.plan.key_names]
     rank = exp.Window(this=exp.Anonymous(this="dense_rank"),
                       order=exp.Order(expressions=[exp.Ordered(this=k.copy()) for k in keys]))
@@ -68,7 +69,7 @@ def _chunked_tiles(compiler: DuckDBCompiler, events: exp.Select, hop: int,
     tiles = compiler.tiles_query(events, hop).subquery("t")
     return (exp.select(exp.Star(), exp.alias_(chunk, CHUNK, quoted=True)).from_(tiles)
             .where(exp.GTE(this=col(TILE_START), expression=lit(cutoff)))
-            .order_by(col(CHUNK)))
+            .order_by(col(CHUNK), *[k.copy() for k in keys], col(TILE_START)))
 
 
 def _latest_rows(compiler: DuckDBCompiler, events: exp.Select) -> exp.Select:
