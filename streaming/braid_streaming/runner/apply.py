@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlglot import exp
 
 from braid.compile.algebra_sql import CT, TS, col, lit
@@ -28,7 +29,6 @@ from braid.online import OnlineStore, SeqGuard
 from braid.online.tilecache import TileCache
 from braid.plan import ViewPlan
 
-CHUNK = "_chunk"
 BATCH_RELATION = "braid_batch_events"
 
 #: Called after each chunk is applied with (view, hop or None for rows, chunk index).
@@ -57,19 +57,15 @@ def guard_runner(runner_id: str, hop: int) -> str:
     return f"{runner_id}.{hop}"
 
 
-def _chunked_tiles(compiler: DuckDBCompiler, events: exp.Select, hop: int,
-                   cutoff: int, chunk_keys: int) -> exp.Select:
-    """Tiles of ``hop`` with ``tile_start >= cutoff``, numbered in chunks of keys, ordered
-    by chunk, key and tile (a key's rows adjacent, as the cached merge wants them)."""
+def _owned_tiles(compiler: DuckDBCompiler, events: exp.Select, hop: int,
+                 cutoff: int) -> exp.Select:
+    """Tiles of ``hop`` with ``tile_start >= cutoff``, ordered by key and tile (a key's rows
+    adjacent: :func:`_split` cuts chunks of whole keys, the cached merge wants them so)."""
     keys = [col(k) for k in compiler.plan.key_names]
-    rank = exp.Window(this=exp.Anonymous(this="dense_rank"),
-                      order=exp.Order(expressions=[exp.Ordered(this=k.copy()) for k in keys]))
-    chunk = exp.IntDiv(this=exp.Paren(this=exp.Sub(this=rank, expression=lit(1))),
-                       expression=lit(chunk_keys))
     tiles = compiler.tiles_query(events, hop).subquery("t")
-    return (exp.select(exp.Star(), exp.alias_(chunk, CHUNK, quoted=True)).from_(tiles)
+    return (exp.select(exp.Star()).from_(tiles)
             .where(exp.GTE(this=col(TILE_START), expression=lit(cutoff)))
-            .order_by(col(CHUNK), *[k.copy() for k in keys], col(TILE_START)))
+            .order_by(*keys, col(TILE_START)))
 
 
 def _latest_rows(compiler: DuckDBCompiler, events: exp.Select) -> exp.Select:
@@ -82,14 +78,19 @@ def _latest_rows(compiler: DuckDBCompiler, events: exp.Select) -> exp.Select:
     return exp.select(exp.Star()).from_(rows).qualify(exp.EQ(this=rank, expression=lit(1)))
 
 
-def _split(table: pa.Table) -> list[pa.Table]:
-    """Slices of a table sorted by ``_chunk``, one per chunk, without the column."""
-    if table.num_rows == 0:
+def _split(table: pa.Table, keys: list[str], chunk_keys: int) -> list[pa.Table]:
+    """Slices of ``chunk_keys`` whole keys each, of a table ordered by ``keys``."""
+    n = table.num_rows
+    if n == 0:
         return []
-    ids = table.column(CHUNK).to_numpy()
-    bounds = [0, *np.flatnonzero(np.diff(ids)) + 1, table.num_rows]
-    body = table.drop_columns([CHUNK])
-    return [body.slice(lo, hi - lo) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    first = np.zeros(n, dtype=bool)  # the first row of each key
+    first[0] = True
+    for k in keys:
+        column = table.column(k).combine_chunks()
+        changed = pc.not_equal(column.slice(1), column.slice(0, n - 1))
+        first[1:] |= pc.fill_null(changed, True).to_numpy(zero_copy_only=False)
+    bounds = [*np.flatnonzero(first)[::chunk_keys].tolist(), n]
+    return [table.slice(lo, hi - lo) for lo, hi in zip(bounds, bounds[1:], strict=False)]
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,11 @@ class _ViewSql:
 _SQL_CACHE: dict[tuple[object, ...], _ViewSql] = {}
 
 
-def _compiled(plan: ViewPlan, cutoffs: dict[int, int], chunk_keys: int) -> _ViewSql:
-    """Render (once per view, cutoffs and chunk size) the batch's stats, tiles and rows
+def _compiled(plan: ViewPlan, cutoffs: dict[int, int]) -> _ViewSql:
+    """Render (once per view and cutoffs) the batch's stats, tiles and rows
     queries: building and rendering the sqlglot trees costs more than running them on a
     small batch. The namespace is a hash of the compiled plan, so it identifies the SQL."""
-    cache_key = (plan.project, plan.namespace, plan.name, chunk_keys,
+    cache_key = (plan.project, plan.namespace, plan.name,
                  tuple(sorted((h, cutoffs[h]) for h in plan.hops)))
     hit = _SQL_CACHE.get(cache_key)
     if hit is not None:
@@ -119,7 +120,7 @@ def _compiled(plan: ViewPlan, cutoffs: dict[int, int], chunk_keys: int) -> _View
     out = _ViewSql(
         stats=DUCKDB.render(exp.select(exp.Count(this=exp.Star()), exp.Max(this=col(TS)))
                             .from_(events.subquery("s"))),
-        tiles={h: DUCKDB.render(_chunked_tiles(compiler, events, h, cutoffs[h], chunk_keys))
+        tiles={h: DUCKDB.render(_owned_tiles(compiler, events, h, cutoffs[h]))
                for h in plan.hops},
         rows=DUCKDB.render(_latest_rows(compiler, events)) if plan.projections else "",
         all_rows=(DUCKDB.render(compiler.rows_query(events)) if plan.hops and any(
@@ -155,7 +156,7 @@ def apply_view(con: duckdb.DuckDBPyConnection, store: OnlineStore, plan: ViewPla
     done = ViewApplied()
     if events_table.num_rows == 0:
         return done
-    sql = _compiled(plan, cutoffs, chunk_keys)
+    sql = _compiled(plan, cutoffs)
     con.register(BATCH_RELATION, events_table)
     try:
         stats = con.sql(sql.stats).fetchall()[0]
@@ -165,7 +166,7 @@ def apply_view(con: duckdb.DuckDBPyConnection, store: OnlineStore, plan: ViewPla
             deltas = con.sql(sql.tiles[hop]).to_arrow_table()
             if before_merge:
                 before_merge(plan, hop, deltas)
-            for i, chunk in enumerate(_split(deltas)):
+            for i, chunk in enumerate(_split(deltas, plan.key_names, chunk_keys)):
                 done.keys += store.merge_tiles(plan, hop, chunk, guard=guard, cache=cache)
                 done.tiles += chunk.num_rows
                 if hook:
