@@ -54,7 +54,7 @@ from braid.arrowutil import pylist
 from braid.compile.duckdb import TILE_START
 from braid.online import OnlineStore
 from braid.online.base import tile_starts
-from braid.online.encoding import encode_keys, prune_span
+from braid.online.encoding import key_array, prune_span
 from braid.online.tilecache import TileCache
 from braid.plan import ViewPlan
 from braid.registry import Registry
@@ -87,11 +87,11 @@ def watermark(max_ts: Mapping[int, int], partitions: Sequence[int]) -> int | Non
     return min(max_ts[p] for p in partitions)
 
 
-def _by_tile(keys: list[str], starts: pa.Array) -> tuple[dict[int, set[str]], dict[str, int]]:
+def _by_tile(keys: pa.Array, starts: pa.Array) -> tuple[dict[int, set[str]], dict[str, int]]:
     """The keys of each tile start, and each key's newest tile start (column-wise)."""
-    if not keys:
+    if not len(keys):
         return {}, {}
-    t = pa.table({"k": pa.array(keys, pa.string()), "s": starts})
+    t = pa.table({"k": keys, "s": starts})
     per = t.group_by("s").aggregate([("k", "distinct")])
     lists = per.column("k_distinct").combine_chunks()  # flattened: to_pylist of lists is slow
     offsets = lists.offsets.to_numpy()
@@ -135,7 +135,7 @@ class BatchCloser:
         cutoff = self.cutoffs.get(plan.namespace, {}).get(hop)
         if not aggs or cutoff is None:
             return
-        keys: list[str] = encode_keys(plan, table) if table.num_rows else []
+        keys = key_array(plan, table) if table.num_rows else pa.array([], pa.string())
         fresh, newest = _by_tile(keys, tile_starts(plan, hop, table) if table.num_rows
                                  else pa.array([], pa.int64()))
         raw = self.meta.get(index_key(plan, hop))
@@ -155,28 +155,30 @@ class BatchCloser:
             [members_key(plan, hop, s, early=e) for s in closing for e in (True, False)]
             + [members_key(plan, hop, s, early=True) for s in tiles - set(closing)
                if fresh.get(s)])
-        closes: list[tuple[str, int]] = []
+        close_keys: list[str] = []  # with close_starts: the (key, tile) pairs closed
+        close_starts: list[int] = []
         early: dict[int, list[str]] = {}
         done: dict[int, set[str]] = {}
         for s in closing:
             done[s] = sets[members_key(plan, hop, s, early=True)]
             members = sets[members_key(plan, hop, s)] | fresh.get(s, set())
             if s in final:
-                closes += [(k, s) for k in sorted(members - done[s])]
+                ks = sorted(members - done[s])
             else:
-                early[s] = sorted(k for k in members - done[s] if newest.get(k, s) > s + reach)
-                closes += [(k, s) for k in early[s]]
-        if closes:
+                ks = early[s] = sorted(k for k in members - done[s]
+                                       if newest.get(k, s) > s + reach)
+            close_keys += ks
+            close_starts += [s] * len(ks)
+        if close_keys:
             names = [c for p in plan.partials_for_hop(hop) for c in p.columns]
-            deltas = table.select([TILE_START, *names]).append_column(
-                KEY, pa.array(keys, pa.string()))
-            wanted = pa.table({KEY: pa.array([k for k, _ in closes], pa.string()),
-                               TILE_START: pa.array([s for _, s in closes], pa.int64())})
+            deltas = table.select([TILE_START, *names]).append_column(KEY, keys)
+            wanted = pa.table({KEY: pa.array(close_keys, pa.string()),
+                               TILE_START: pa.array(close_starts, pa.int64())})
             found = close_values(self.con, self.online, plan, hop, aggs, wanted, deltas,
                                  self.cache, cutoff)
             delta = close_stats(plan, found)
             apply_tile_closes(self.registry, plan, delta, cutoff, self.runner, self.seq)
-            self.closed += len(closes)
+            self.closed += len(close_keys)
         self._remember(plan, hop, tiles, final, early, fresh, done, raw, sets)
 
     def _remember(self, plan: ViewPlan, hop: int, tiles: set[int], final: list[int],
