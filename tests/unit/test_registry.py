@@ -406,6 +406,19 @@ def test_stats_as_of(registry: Registry) -> None:
         registry.save_stats("t", ref, 5, 1, "x", {})
 
 
+def test_save_stats_many_writes_all_rows_or_none(registry: Registry) -> None:
+    registry.save_stats_many("t", [("v:a", 0, 100, "stream", {"count": 1}),
+                                   ("v:b", 0, 100, "stream", {"count": 2})])
+    got = [registry.stats_as_of("t", ref) for ref in ("v:a", "v:b")]
+    assert [g.body if g else None for g in got] == [{"count": 1}, {"count": 2}]
+    registry.save_stats_many("t", [])
+    with pytest.raises(RegistryError, match="statistics of v:b: start 9 is after end 1"):
+        registry.save_stats_many("t", [("v:a", 100, 200, "stream", {"count": 3}),
+                                       ("v:b", 9, 1, "stream", {})])
+    later = registry.stats_as_of("t", "v:a")
+    assert later is not None and later.body == {"count": 1}  # nothing of the refused call
+
+
 # -- search and describe ----------------------------------------------------------------------
 
 

@@ -45,6 +45,22 @@ class StatsMixin(RegistryBase):
             key = result.inserted_primary_key
             return int(key[0]) if key else 0
 
+    def save_stats_many(self, project: str,
+                        rows: list[tuple[str, int, int, str, dict[str, Any]]]) -> None:
+        """:meth:`save_stats` of each ``(ref, start, end, origin, body)``, in one
+        transaction (all or none)."""
+        for ref, start, end, _, _ in rows:
+            if start > end:
+                raise RegistryError(f"statistics of {ref}: start {start} is after end {end}")
+        if not rows:
+            return
+        now = self._now()
+        with self._tx() as con:
+            con.execute(sa.insert(stats), [
+                {"project": project, "ref": ref, "start_ms": int(start), "end_ms": int(end),
+                 "origin": origin, "created_at": now, "body": dumps(body)}
+                for ref, start, end, origin, body in rows])
+
     def stats_as_of(self, project: str, ref: str, as_of: int | None = None) -> StatsSnapshot | None:
         """The snapshot covering data up to ``as_of`` at most (None: the newest).
 

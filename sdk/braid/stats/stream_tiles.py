@@ -117,11 +117,8 @@ def close_values(con: duckdb.DuckDBPyConnection, online: OnlineStore, plan: View
     con.register(_TILES, tiles)
     con.register(_CLOSES, closes.select([KEY, TILE_START]))
     try:
-        every = exp.select(exp.Star())
         for window, group in sorted(groups.items()):
-            sql = tile_close_select(hop, window, group, every.copy().from_(_TILES),
-                                    every.copy().from_(_CLOSES), [KEY])
-            result = con.sql(DUCKDB.render(sql)).to_arrow_table()
+            result = con.sql(_close_sql(plan, hop, window, group)).to_arrow_table()
             at = np.asarray(result.column(CLOSE).to_numpy(), dtype=np.int64)
             for a in group:
                 out[a.name] = (at, result.column(a.name).combine_chunks())
@@ -129,6 +126,25 @@ def close_values(con: duckdb.DuckDBPyConnection, online: OnlineStore, plan: View
         con.unregister(_TILES)
         con.unregister(_CLOSES)
     return out
+
+
+_CLOSE_SQL: dict[tuple[str, int, int, tuple[str, ...]], str] = {}
+
+
+def _close_sql(plan: ViewPlan, hop: int, window: int, group: Sequence[AggregationPlan]) -> str:
+    """The close query of one window group over the registered relations, rendered once per
+    view version (the namespace hashes the compiled plan): building and rendering the
+    sqlglot tree costs as much as running it."""
+    key = (plan.namespace, hop, window, tuple(a.name for a in group))
+    sql = _CLOSE_SQL.get(key)
+    if sql is None:
+        every = exp.select(exp.Star())
+        sql = DUCKDB.render(tile_close_select(hop, window, group, every.copy().from_(_TILES),
+                                              every.copy().from_(_CLOSES), [KEY]))
+        if len(_CLOSE_SQL) >= 256:
+            _CLOSE_SQL.clear()
+        _CLOSE_SQL[key] = sql
+    return sql
 
 
 def _stored_tiles(online: OnlineStore, codec: TileCodec, closes: pa.Table, widest: int,
@@ -198,7 +214,7 @@ def apply_tile_closes(registry: Registry, plan: ViewPlan, delta: CloseDelta, cut
     Returns:
         The number of chunk snapshots written (skipped replays excluded).
     """
-    written = 0
+    rows = []
     for ref, chunks in delta.items():
         for start, fs in sorted(chunks.items()):
             lo, hi = max(start, cutoff), start + chunk
@@ -211,7 +227,7 @@ def apply_tile_closes(registry: Registry, plan: ViewPlan, delta: CloseDelta, cut
                 continue  # this batch was counted here before a crash: a replay
             total = FeatureStats.from_dict(snap.body["stats"]) if mine and snap else FeatureStats()
             total.merge(fs)
-            registry.save_stats(plan.project, ref, lo, hi, origin, chunk_body(
-                plan.namespace, TILE_CLOSE, total, counted={"runner": runner, "seq": seq}))
-            written += 1
-    return written
+            rows.append((ref, lo, hi, origin, chunk_body(
+                plan.namespace, TILE_CLOSE, total, counted={"runner": runner, "seq": seq})))
+    registry.save_stats_many(plan.project, rows)  # one transaction: all rows or none
+    return len(rows)
