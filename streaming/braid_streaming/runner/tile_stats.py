@@ -48,7 +48,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from braid.arrowutil import pylist
 from braid.compile.duckdb import TILE_START
@@ -87,20 +89,22 @@ def watermark(max_ts: Mapping[int, int], partitions: Sequence[int]) -> int | Non
     return min(max_ts[p] for p in partitions)
 
 
-def _by_tile(keys: pa.Array, starts: pa.Array) -> tuple[dict[int, set[str]], dict[str, int]]:
-    """The keys of each tile start, and each key's newest tile start (column-wise)."""
+def _by_tile(keys: pa.Array, starts: pa.Array) -> dict[int, set[str]]:
+    """The keys of each tile start (column-wise)."""
     if not len(keys):
-        return {}, {}
-    t = pa.table({"k": keys, "s": starts})
-    per = t.group_by("s").aggregate([("k", "distinct")])
-    lists = per.column("k_distinct").combine_chunks()  # flattened: to_pylist of lists is slow
-    offsets = lists.offsets.to_numpy()
-    flat, ends = pylist(lists.flatten()), (offsets - offsets[0]).tolist()
-    fresh = {int(s): set(flat[ends[i]:ends[i + 1]])
-             for i, s in enumerate(pylist(per.column("s")))}
-    top = t.group_by("k").aggregate([("s", "max")])
-    newest = dict(zip(pylist(top.column("k")), pylist(top.column("s_max")), strict=True))
-    return fresh, newest
+        return {}
+    at = starts.to_numpy(zero_copy_only=False)
+    order = np.argsort(at, kind="stable")
+    at = at[order]
+    flat: list[str] = pylist(keys.take(pa.array(order)))
+    bounds = [0, *(np.flatnonzero(np.diff(at)) + 1).tolist(), len(at)]
+    return {int(at[lo]): set(flat[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)}
+
+
+def _newest(keys: pa.Array, starts: pa.Array) -> dict[str, int]:
+    """Each key's newest tile start."""
+    top = pa.table({"k": keys, "s": starts}).group_by("k").aggregate([("s", "max")])
+    return dict(zip(pylist(top.column("k")), pylist(top.column("s_max")), strict=True))
 
 
 class BatchCloser:
@@ -136,8 +140,8 @@ class BatchCloser:
         if not aggs or cutoff is None:
             return
         keys = key_array(plan, table) if table.num_rows else pa.array([], pa.string())
-        fresh, newest = _by_tile(keys, tile_starts(plan, hop, table) if table.num_rows
-                                 else pa.array([], pa.int64()))
+        starts = tile_starts(plan, hop, table) if table.num_rows else pa.array([], pa.int64())
+        fresh = _by_tile(keys, starts)
         raw = self.meta.get(index_key(plan, hop))
         listed = {int(x) for x in json.loads(raw)} if raw else set()
         tiles = {s for s in listed | set(fresh) if s >= cutoff}
@@ -148,13 +152,17 @@ class BatchCloser:
         final = sorted(s for s in tiles if is_final(s, hop, lateness, self.watermark))
         reach = prune_span(plan, hop) - max(a.window for a in plan.aggregations
                                             if a.hop == hop) + hop  # 2h + L
-        top = max(newest.values(), default=None)
+        top = int(pc.max(starts).as_py()) if len(starts) else None
+        newest: dict[str, int] | None = None  # each key's newest tile, if an early close asks
         closing = [s for s in sorted(tiles)
                    if s in final or (top is not None and top > s + reach)]
-        sets = self.meta.members_many(  # one round trip for every set read below
+        # One round trip for every set read below. The open tiles' own sets are read too
+        # although only their early sets are used: a CachedMeta then follows them from
+        # when they are small, so closing a tile reads nothing.
+        sets = self.meta.members_many(
             [members_key(plan, hop, s, early=e) for s in closing for e in (True, False)]
-            + [members_key(plan, hop, s, early=True) for s in tiles - set(closing)
-               if fresh.get(s)])
+            + [members_key(plan, hop, s, early=e) for s in tiles - set(closing)
+               if fresh.get(s) for e in (True, False)])
         close_keys: list[str] = []  # with close_starts: the (key, tile) pairs closed
         close_starts: list[int] = []
         early: dict[int, list[str]] = {}
@@ -165,6 +173,7 @@ class BatchCloser:
             if s in final:
                 ks = sorted(members - done[s])
             else:
+                newest = _newest(keys, starts) if newest is None else newest
                 ks = early[s] = sorted(k for k in members - done[s]
                                        if newest.get(k, s) > s + reach)
             close_keys += ks
