@@ -56,7 +56,10 @@ class Variance(Statistic):
         dev = arr - m
         # corrected two-pass (Chan, Golub and LeVeque): corr fixes the rounding of m
         corr = float(dev.sum())
-        m2 = float(np.dot(dev, dev)) - corr * corr / size
+        # not np.dot: OpenBLAS would wake its thread pool, which then spins on every core
+        # for a while after each call (half the runner's CPU instructions, measured), and
+        # its threaded sum's order is not fixed; einsum sums in one deterministic loop
+        m2 = float(np.einsum("i,i->", dev, dev)) - corr * corr / size
         self._fold(size, (m - self.shift) + corr / size, max(m2, 0.0))
 
     def _fold(self, n: int, shifted_mean: float, m2: float) -> None:
