@@ -6,14 +6,17 @@ BRAID_KAFKA_BOOTSTRAP) + a private appendonly redis-server; for each, events/s o
 ``stream run --once`` over ``n`` pushed JSON events (3 views: two windowed aggregations over
 two hops, one projection) vs. the raw poll rate of the same log in the same run. Both clocks
 start with the client set up: the runner's construction and start are timed and printed
-apart, and its fetch process gets ``WARM_S`` to import and connect. Then freshness (commit
+apart, and its fetch process gets ``WARM_S`` to import and connect. Each throughput line is
+followed by events per CPU-second of the runner's process, and of it and its fetch process
+together (what "on one core" would allow). Then freshness (commit
 time - event time) p50/p99 at a steady ``rate`` events/s pushed by a producer process (``--inproc-push``: a thread of the runner process). Last, kafka-python +
 Redis: runner events/s against raw kafka-python consume (throughput only). The runner keeps
 the tile-close statistics of aggregated features, as ``stream run`` does by default;
 ``--no-tile-stats`` measures it without them, ``--cache-keys 0`` without its tile cache
 (every merge then reads the stored tiles back), ``--no-fetch-process`` with Kafka batches
 read and decoded in the runner's own process (by default its fetch process does that ahead
-of the batch being applied, on a second core). Not a test.
+of the batch being applied, on a second core), ``--one-core`` with the runner and its fetch
+process pinned to one CPU core. Not a test.
 """
 
 from __future__ import annotations
@@ -49,11 +52,16 @@ def gen(n: int, t0: int, users: int = 10_000) -> list[dict[str, Any]]:
 
 #: Runner options of every run (``--no-tile-stats`` sets ``tile_stats=False``).
 OPTIONS: dict[str, Any] = {}
+#: How the bench runs them (``--one-core`` sets ``one_core``).
+OPTIONS_BENCH: dict[str, Any] = {}
 #: Seconds the runner gets to start (its fetch process imports and connects) before the
 #: throughput clock starts; the start itself is timed and printed apart.
 WARM_S = 1.5
 #: How long each throughput run's runner took to construct and start (s).
 STARTS: list[float] = []
+#: Per throughput run: events per CPU-second of the runner's process, and of it and its
+#: fetch process together (None without one).
+CPU: list[tuple[float, float | None]] = []
 
 
 def raw_consume(fs: FeatureStore, n: int) -> float:
@@ -67,6 +75,15 @@ def raw_consume(fs: FeatureStore, n: int) -> float:
         return got / (time.perf_counter() - t)
 
 
+def child_cpu_s(runner: Any) -> float:
+    """CPU seconds used so far by the runner's fetch process (0 without one)."""
+    fetcher = runner.sources[0].fetcher
+    if fetcher is None:
+        return 0.0
+    fields = Path(f"/proc/{fetcher._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def throughput(root: Path, n: int) -> tuple[float, float]:
     fs = FeatureStore(root)
     t0 = tile_start(int(time.time() * 1000) - 4 * HOUR, HOUR)
@@ -74,15 +91,33 @@ def throughput(root: Path, n: int) -> tuple[float, float]:
     for lo in range(0, n, 50_000):
         fs.push("txns", evs[lo:lo + 50_000])
     raw = raw_consume(fs, n)
+    every = os.sched_getaffinity(0)
+    if OPTIONS_BENCH.get("one_core"):  # the runner and its fetch process (which inherits it)
+        pin({min(every)})  # share one core; the broker and Redis keep every core
+    try:
+        return _timed_run(fs, n, raw)
+    finally:
+        pin(every)
+
+
+def pin(cores: set[int]) -> None:
+    """Every thread of this process (and the processes it starts next) on ``cores``."""
+    for tid in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(tid), cores)
+
+
+def _timed_run(fs: FeatureStore, n: int, raw: float) -> tuple[float, float]:
     t = time.perf_counter()
     with fs.stream_runner(max_batch=50_000, max_wait_ms=200, **OPTIONS) as runner:
         runner.start()  # as raw_consume, the clock starts with the client set up:
         time.sleep(WARM_S)  # state checked, partitions assigned, fetch process started
         started = time.perf_counter() - t - WARM_S
-        t = time.perf_counter()
+        t, cpu, child = time.perf_counter(), time.process_time(), child_cpu_s(runner)
         done = runner.run(once=True, install_signals=False)
         rate = done / (time.perf_counter() - t)
+        cpu, child = time.process_time() - cpu, child_cpu_s(runner) - child
     STARTS.append(started)
+    CPU.append((done / cpu, done / (cpu + child) if child else None))
     return rate, raw
 
 
@@ -108,6 +143,12 @@ def _push_steady(root: str, rate: int, seconds: float, out: Any) -> None:
     achieved = pushed / (time.perf_counter() - start)
     log.close()
     out.put((pushed, achieved))
+
+
+def print_cpu() -> None:
+    own, both = CPU[-1]
+    print(f"{'':28} per CPU-second: {own:,.0f} events in the runner's process" + (
+        f", {both:,.0f} counting its fetch process" if both else ""))
 
 
 def freshness(root: Path, rate: int, seconds: float, inproc: bool = False
@@ -143,6 +184,7 @@ def freshness(root: Path, rate: int, seconds: float, inproc: bool = False
 def report(name: str, rate: float, raw: float, fresh: tuple[float, float, float]) -> None:
     print(f"{name:28} runner {rate:>10,.0f} ev/s   raw consume {raw:>10,.0f} rec/s   "
           f"ratio {rate / raw:5.2f}   (start {STARTS[-1]:.2f} s)")
+    print_cpu()
     print(f"{'':28} freshness at {fresh[2]:,.0f} ev/s: p50 {fresh[0]:.0f} ms  "
           f"p99 {fresh[1]:.0f} ms")
 
@@ -163,7 +205,11 @@ def main() -> None:
     ap.add_argument("--cache-keys", type=int, default=None,
                     help="the runner's tile cache size (default: stream run's; 0: no cache, "
                     "every merge reads the stored tiles back)")
+    ap.add_argument("--one-core", action="store_true",
+                    help="pin the throughput runs' runner and fetch process to one CPU core "
+                    "(the broker and Redis started before keep every core)")
     args = ap.parse_args()
+    OPTIONS_BENCH["one_core"] = args.one_core
     OPTIONS["tile_stats"] = not args.no_tile_stats
     OPTIONS["fetch_process"] = not args.no_fetch_process
     if args.cache_keys is not None:
@@ -171,7 +217,8 @@ def main() -> None:
     cache = "default" if args.cache_keys is None else f"{args.cache_keys:,} keys"
     print(f"tile cache {cache}; "
           f"tile-close statistics {'on' if OPTIONS['tile_stats'] else 'off'}; Kafka fetch "
-          f"process {'on' if OPTIONS['fetch_process'] else 'off'}; load average "
+          f"process {'on' if OPTIONS['fetch_process'] else 'off'}; "
+          f"{'runner pinned to one core; ' if args.one_core else ''}load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         local = make_stream_repo(Path(tmp) / "local")
@@ -214,6 +261,7 @@ def kafka_redis(tmp: Path, args: argparse.Namespace) -> None:
         rate, raw = throughput(py_root, args.n)
         print(f"{'kafka-python (Tansu) + Redis':28} runner {rate:>10,.0f} ev/s   raw consume "
               f"{raw:>10,.0f} rec/s   ratio {rate / raw:5.2f}   (start {STARTS[-1]:.2f} s)")
+        print_cpu()
     finally:
         redis.stop()
         if broker is not None:

@@ -226,7 +226,9 @@ def _reap(proc: subprocess.Popen[bytes], conn: Connection) -> None:
 def _serve(conn: Connection) -> None:
     from braid_streaming.log import open_log
 
-    spec: FetchSpec = conn.recv()
+    spec: FetchSpec | str = conn.recv()
+    if not isinstance(spec, FetchSpec):  # "stop": the runner closed before it started
+        return
     log = open_log(spec.kafka, spec.root)
     topic, limit = spec.source.topic, spec.max_batch
     decoder = Decoder(spec.source, spec.key_fields)

@@ -85,3 +85,14 @@ def test_fetch_process_exits_when_its_runner_is_killed(tmp_path: Path, redis_url
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_fetch_process_closed_before_it_started_exits_quietly() -> None:
+    """A runner that fails its start checks closes its fetch process before sending where
+    to read: the child ends cleanly, without a trace on stderr."""
+    from braid_streaming.fetcher import Fetcher
+
+    fetcher = Fetcher("confluent")
+    proc = fetcher._proc
+    fetcher.close()
+    assert proc.wait(30) == 0
