@@ -51,7 +51,8 @@ stream_group = _stream_group()
               "cache off).")
 @click.option("--fetch-process/--no-fetch-process", default=True, show_default=True,
               help="With Kafka, read and decode the next batch in a child process while this "
-              "one is applied (uses a second core; the local log is always read in-process).")
+              "one is applied (it overlaps the waits for the broker and the store, on one core "
+              "or two; the local log is always read in-process).")
 @pass_ctx
 def stream_run(ctx: Context, views: str | None, once: bool, max_batch: int, max_wait_ms: int,
                instance: int, instances: int, status_every: float, tile_stats: bool,
