@@ -231,18 +231,10 @@ def main() -> None:
 
 
 def kafka_redis(tmp: Path, args: argparse.Namespace) -> None:
-    from tests.conftest import RedisServer, free_port
-    from tests.kafka_fixtures import start_tansu, unique_topic
+    from bench.servers import kafka_bootstrap, private_redis
+    from tests.kafka_fixtures import unique_topic
 
-    redis = RedisServer(tmp / "redis")
-    (tmp / "redis").mkdir()
-    redis.start()
-    broker = None
-    bootstrap = os.environ.get("BRAID_KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        broker = start_tansu(free_port())
-        bootstrap = broker.bootstrap
-    try:
+    with private_redis(tmp / "redis") as redis, kafka_bootstrap() as bootstrap:
         root = make_stream_repo(tmp / "kafka", {"type": "redis", "url": redis.url},
                                 bootstrap=bootstrap, topic=unique_topic("bench"))
         rate, raw = throughput(root, args.n)
@@ -262,10 +254,6 @@ def kafka_redis(tmp: Path, args: argparse.Namespace) -> None:
         print(f"{'kafka-python (Tansu) + Redis':28} runner {rate:>10,.0f} ev/s   raw consume "
               f"{raw:>10,.0f} rec/s   ratio {rate / raw:5.2f}   (start {STARTS[-1]:.2f} s)")
         print_cpu()
-    finally:
-        redis.stop()
-        if broker is not None:
-            broker.stop()
 
 
 if __name__ == "__main__":

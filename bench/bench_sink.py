@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import tempfile
@@ -29,28 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from braid.compile.flink import tiles_topic  # noqa: E402
 from braid.config import KafkaConfig  # noqa: E402
-from braid.definitions import Aggregation, Entity, FeatureView, StreamSource  # noqa: E402
 from braid.online.encoding import key_prefix  # noqa: E402
-from braid.plan import ViewPlan, lower  # noqa: E402
-from braid.timeutil import MINUTE  # noqa: E402
+from braid.plan import ViewPlan  # noqa: E402
 from braid_streaming.log import open_log  # noqa: E402
 from braid_streaming.sink import MemoryOffsets, TileSink  # noqa: E402
+from tests.integration.test_stream_sink import T0, H, make_plan  # noqa: E402
 
-H = 5 * MINUTE
-T0 = 1_700_000_100_000  # a multiple of 5 minutes
 POLL = 10_000
-
-
-def make_plan() -> ViewPlan:
-    user = Entity(name="user", join_keys={"user_id": "int64"})
-    src = StreamSource(name="txn", topic="txn", timestamp_field="ts",
-                       schema={"user_id": "int64", "ts": "int64", "amount": "float64"})
-    aggs = [Aggregation(function="count", window="1h"),
-            Aggregation(column="amount", function="sum", window="1h"),
-            Aggregation(column="amount", function="var", window="1h"),
-            Aggregation(column="amount", function="max", window="1h")]
-    return lower(FeatureView(name="user_txn", entities=[user], source=src, aggregations=aggs),
-                 "bench_sink")
 
 
 def records(tiles: int, emits: int) -> list[tuple[bytes, bytes, int]]:
@@ -118,39 +102,25 @@ def main() -> None:
     ap.add_argument("--tiles", type=int, default=100_000)
     ap.add_argument("--emits", type=int, default=2)
     args = ap.parse_args()
-    from tests.conftest import RedisServer, free_port
-    from tests.kafka_fixtures import start_tansu
+    from bench.servers import kafka_bootstrap, private_redis
 
     plan = make_plan()
     data = records(args.tiles, args.emits)
-    with tempfile.TemporaryDirectory() as tmp:
-        redis_server = RedisServer(Path(tmp) / "redis")
-        (Path(tmp) / "redis").mkdir()
-        redis_server.start()
-        broker = None
-        bootstrap = os.environ.get("BRAID_KAFKA_BOOTSTRAP")
-        if not bootstrap:
-            broker = start_tansu(free_port())
-            bootstrap = broker.bootstrap
-        try:
-            kafka = KafkaConfig(bootstrap=bootstrap)
-            with open_log(kafka, Path(tmp)) as log:
-                log.create_topic(tiles_topic(plan), partitions=2, compacted=True)
-                for lo in range(0, len(data), 50_000):
-                    log.produce(tiles_topic(plan), data[lo:lo + 50_000])
-                log.flush()
-            n = len(data)
-            print(f"{n:,} tiles records ({args.tiles:,} tiles x {args.emits} emissions), "
-                  f"confluent-kafka + Redis")
-            writer = sink_rate(plan, kafka, redis_server.url, n)
-            raw = raw_rate(plan, kafka, redis_server.url[:-1] + "1", n)
-            print(f"{'':10} writer {writer:>10,.0f} rec/s   raw consume + HSET {raw:>10,.0f} "
-                  f"rec/s   ratio {writer / raw:5.2f}")
-        finally:
-            redis_server.stop()
-            if broker is not None:
-                broker.stop()
-
+    with (tempfile.TemporaryDirectory() as tmp, private_redis(Path(tmp) / "redis") as redis,
+          kafka_bootstrap() as bootstrap):
+        kafka = KafkaConfig(bootstrap=bootstrap)
+        with open_log(kafka, Path(tmp)) as log:
+            log.create_topic(tiles_topic(plan), partitions=2, compacted=True)
+            for lo in range(0, len(data), 50_000):
+                log.produce(tiles_topic(plan), data[lo:lo + 50_000])
+            log.flush()
+        n = len(data)
+        print(f"{n:,} tiles records ({args.tiles:,} tiles x {args.emits} emissions), "
+              f"confluent-kafka + Redis")
+        writer = sink_rate(plan, kafka, redis.url, n)
+        raw = raw_rate(plan, kafka, redis.url[:-1] + "1", n)
+        print(f"{'':10} writer {writer:>10,.0f} rec/s   raw consume + HSET {raw:>10,.0f} "
+              f"rec/s   ratio {writer / raw:5.2f}")
 
 if __name__ == "__main__":
     main()
