@@ -5,9 +5,10 @@ STACK.md).
 Started detached by :func:`braid_streaming.flink.manage.start_local` as
 ``python -m braid_streaming.flink.worker --job job.json --jar udafs.jar --status status.json``.
 It writes its state to the status file (``starting``, ``running`` with the job id,
-``finished``, ``failed`` with the cause, e.g. ``braid overflow: ...``, ``stopped``). SIGTERM or SIGINT stops the job gracefully: a
-stop-with-savepoint into ``--savepoints`` (the next run resumes from it), or a cancel if that
-fails (the retained checkpoints stay, RETAIN_ON_CANCELLATION). No data moves through py4j.
+``finished``, ``failed`` with the cause, e.g. ``braid overflow: ...``, ``stopped``). SIGTERM
+or SIGINT stops the job gracefully: a stop-with-savepoint into ``--savepoints`` (the next run
+resumes from it), or a cancel if that fails (the retained checkpoints stay,
+RETAIN_ON_CANCELLATION). No data moves through py4j.
 """
 
 from __future__ import annotations

@@ -124,11 +124,7 @@ class SqliteMeta(MetaStore):
         return str(row[0][0]) if row else None
 
     def set(self, key: str, value: str | None) -> None:
-        if value is None:
-            self._con().execute("DELETE FROM braid_runner_meta WHERE key = ?", (key,))
-        else:
-            self._con().execute("INSERT OR REPLACE INTO braid_runner_meta VALUES (?, ?)",
-                                (key, value))
+        self.write_many([("set", key, value)])
 
     def has_prefix(self, prefix: str) -> bool:
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -141,16 +137,7 @@ class SqliteMeta(MetaStore):
         return bool(rows)
 
     def add_members(self, key: str, members: Iterable[str]) -> None:
-        rows = [(key, m) for m in members]
-        if rows:
-            con = self._con()
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                con.executemany("INSERT OR IGNORE INTO braid_runner_sets VALUES (?, ?)", rows)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        self.write_many([("add", key, members)])
 
     def members(self, key: str) -> set[str]:
         rows = self._con().execute("SELECT member FROM braid_runner_sets WHERE key = ?",
@@ -158,22 +145,14 @@ class SqliteMeta(MetaStore):
         return {str(r[0]) for r in rows}
 
     def remove_members(self, key: str, members: Iterable[str]) -> None:
-        rows = [(key, m) for m in members]
-        if rows:  # one transaction: in autocommit mode every row would be a synced commit
-            con = self._con()
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                con.executemany("DELETE FROM braid_runner_sets WHERE key = ? AND member = ?",
-                                rows)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        self.write_many([("remove", key, members)])
 
     def drop_members(self, key: str) -> None:
-        self._con().execute("DELETE FROM braid_runner_sets WHERE key = ?", (key,))
+        self.write_many([("drop", key, None)])
 
     def write_many(self, writes: Sequence[Write]) -> None:
+        """One write transaction (every write of it or none: in autocommit mode each row
+        would be a synced commit of its own)."""
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
@@ -218,10 +197,7 @@ class RedisMeta(MetaStore):
         return None if raw is None else raw.decode()
 
     def set(self, key: str, value: str | None) -> None:
-        if value is None:
-            self._call("DEL", "braid:_meta:" + key)
-        else:
-            self._call("SET", "braid:_meta:" + key, value)
+        self.write_many([("set", key, value)])
 
     def has_prefix(self, prefix: str) -> bool:
         cursor: Any = 0
@@ -254,7 +230,7 @@ class RedisMeta(MetaStore):
         self.write_many([("remove", key, members)])
 
     def drop_members(self, key: str) -> None:
-        self._call("DEL", "braid:_meta:" + key)
+        self.write_many([("drop", key, None)])
 
     def write_many(self, writes: Sequence[Write]) -> None:
         pipe = self.client.pipeline(transaction=False)
