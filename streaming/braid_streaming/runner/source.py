@@ -123,7 +123,8 @@ class SourceRunner:
         self._cache_cutoffs: dict[str, dict[int, int]] | None = None
         # the tile-close sets are this instance's alone too: their reads come from memory
         self.closer_meta = CachedMeta(self.meta)
-        # the child that reads and decodes ahead (Kafka logs; started by start())
+        # the child that reads and decodes ahead (Kafka logs): its interpreter starts now,
+        # start() tells it where to read
         self._kafka = (kafka if options.fetch_process and not isinstance(log, LocalLog)
                        else None)
         self._root = root
